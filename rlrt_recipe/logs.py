@@ -1,0 +1,53 @@
+"""Read verl's file-logger JSONL metrics across every launch of one experiment.
+
+verl's ``FileLogger`` opens its file with mode ``"wb"``, so a resumed run that reuses the path erases the
+steps logged before it. Our scripts therefore give every launch its own file
+(``VERL_FILE_LOGGER_PATH=<experiment dir>/launch-<timestamp>.jsonl``) and every reader goes through
+``read_metrics``: all files of the experiment, oldest launch first, and for each step and key the value
+logged last (a resumed launch re-logging a step wins over the launch it replaced).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def launch_files(experiment: str | os.PathLike) -> list[Path]:
+    """The JSONL files of an experiment (a directory of launches, or one file), oldest launch first."""
+    path = Path(experiment)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise FileNotFoundError(f"no metrics log at {path} (expected a .jsonl file or a directory of them)")
+    files = sorted(path.glob("*.jsonl"), key=lambda p: (p.stat().st_mtime, p.name))
+    if not files:
+        raise FileNotFoundError(f"no *.jsonl metrics files in {path}")
+    return files
+
+
+def read_metrics(experiment: str | os.PathLike | Iterable[str | os.PathLike]) -> dict[int, dict[str, float]]:
+    """``{step: {metric: value}}`` merged over every launch; the value logged last wins per step and key."""
+    paths = [experiment] if isinstance(experiment, (str, os.PathLike)) else list(experiment)
+    steps: dict[int, dict[str, float]] = {}
+    for path in paths:
+        for file in launch_files(path):
+            with open(file, encoding="utf-8") as fh:
+                for line_no, line in enumerate(fh, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        record = json.loads(line)
+                        step, data = int(record["step"]), record["data"]
+                    except (ValueError, KeyError, TypeError) as err:
+                        raise ValueError(f"{file}:{line_no}: not a verl file-logger record ({err})") from err
+                    steps.setdefault(step, {}).update(data)
+    return dict(sorted(steps.items()))
+
+
+def metric_series(steps: dict[int, dict[str, float]], key: str) -> tuple[list[int], list[float]]:
+    """The (steps, values) at which ``key`` was logged, in step order."""
+    pairs = [(step, data[key]) for step, data in steps.items() if key in data]
+    return [s for s, _ in pairs], [float(v) for _, v in pairs]
