@@ -1,0 +1,351 @@
+"""The teacher's prompt: a row's chat messages with privileged context appended (METHODS.md "Privileged context").
+
+Pure Python, no verl import. The verl glue extracts each row's fields into a ``RowInfo``, decodes the
+responses, decides which rows are scored, and calls ``teacher_contexts`` once per step; it tokenises the
+returned messages itself and hands this module only a token-count function for the length budget.
+
+The rule, per row i of the batch:
+- the teacher's messages are the row's ``raw_prompt`` with the content of the **last user message**
+  replaced by ``template.format(question=<that content>, <field>=<context text>)``; system messages,
+  earlier turns and any assistant turn are copied unchanged, so the privileged block never lands inside
+  an assistant turn;
+- the context text is chosen by ``context`` (the column "privileged context c" of METHODS.md):
+    ``answer``    ``reward_model.ground_truth``                                   (RLSD)
+    ``solution``  ``extra_info.solution`` if the row has one, else the answer     (OPSD, grpo_opsd)
+    ``rollout``   the text of another correct rollout of the same ``uid`` group   (RLRT; sibling rule)
+- nothing is ever truncated: an answer/solution prompt over ``rlrt.max_privileged_prompt_length`` raises,
+  an over-budget sibling falls back per ``rlrt.sibling_fallback``.
+
+Every row gets a ``TeacherContext(messages, case)``; ``messages is None`` means "no teacher" (Â = A).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import string
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from numbers import Number
+from typing import Any
+
+Messages = list[dict[str, Any]]
+CountTokens = Callable[[Messages], int]
+
+TEMPLATE_KINDS = ("answer", "solution", "rollout")
+DEFAULT_TEMPLATES: dict[str, str] = {
+    "answer": "{question}\n\nThe reference final answer is: {answer}",
+    "solution": "{question}\n\nHere is a reference solution:\n{solution}",
+    "rollout": "{question}\n\nHere is a correct solution:\n{rollout}",
+}
+# The identity template makes the teacher prompt equal the student's (the e2e alignment guard: Δ = 0).
+IDENTITY_TEMPLATE = "{question}"
+# What a student that learned to lean on an invisible reference writes (RLSD's OPSD symptom); the probe
+# looks for the default templates' wording, also when a template is overridden.
+CUE_PHRASES: dict[str, str] = {
+    "answer": "reference final answer",
+    "solution": "reference solution",
+    "rollout": "correct solution",
+}
+CONTEXTS = TEMPLATE_KINDS
+SIBLING_CHOICES = ("random", "shortest")
+SIBLING_FALLBACKS = ("answer", "solution", "none")
+# Every value of TeacherContext.case, so the trainer logs a stable set of counts.
+CASES = ("answer", "solution", "sibling", "fallback_answer", "fallback_solution", "none", "unscored")
+FALLBACK_REASONS = ("no_sibling", "over_budget")
+# Which context each teacher-based method uses (METHODS.md table); `grpo` is GRPO + the distillation loss.
+CONTEXT_OF_ESTIMATOR = {"rlsd": "answer", "rlrt": "rollout", "opsd": "solution", "grpo_opsd": "solution",
+                        "grpo": "solution"}
+
+_THINK_BLOCK = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL)
+_BUDGET_KEY = "rlrt.max_privileged_prompt_length"
+
+
+@dataclass(frozen=True)
+class RowInfo:
+    """The fields of one batch row the teacher prompt is built from.
+
+    ``index`` is the row's position in the batch and, with ``data_source`` and ``uid``, names the row in
+    every error. ``messages`` is ``raw_prompt``; ``ground_truth`` and ``solution`` are strings or None.
+    """
+
+    index: int
+    data_source: str
+    uid: str
+    messages: tuple[Mapping[str, Any], ...]
+    ground_truth: str | None
+    solution: str | None = None
+
+    @classmethod
+    def from_fields(cls, index: int, *, raw_prompt: Sequence[Mapping[str, Any]], reward_model: Mapping | None,
+                    extra_info: Mapping | None, data_source: str, uid: str) -> RowInfo:
+        """A row from verl's per-row columns (``reward_model.ground_truth``, ``extra_info.solution``).
+
+        A numeric ground truth is rendered with ``str``; a list or dict ground truth raises, since the
+        answer template needs one string.
+        """
+        where = _where(index, data_source, uid)
+        ground_truth = (reward_model or {}).get("ground_truth")
+        if ground_truth is not None and not isinstance(ground_truth, str):
+            if not isinstance(ground_truth, Number) or isinstance(ground_truth, bool):
+                raise ValueError(f"{where}: reward_model.ground_truth must be a string or a number to fill the "
+                                 f"answer template, got {type(ground_truth).__name__}; convert it in data prep")
+            ground_truth = str(ground_truth)
+        solution = (extra_info or {}).get("solution")
+        return cls(index, str(data_source), str(uid), tuple(dict(m) for m in raw_prompt), ground_truth,
+                   None if solution is None else str(solution))
+
+    def where(self) -> str:
+        """``row 3 (data_source='gsm8k', uid='ab12')``: how every error names the row."""
+        return _where(self.index, self.data_source, self.uid)
+
+
+def _where(index: int, data_source: str, uid: str) -> str:
+    return f"row {index} (data_source={data_source!r}, uid={uid!r})"
+
+
+@dataclass(frozen=True)
+class TeacherContext:
+    """The teacher's chat messages for one row, or None (no teacher: Â = A), and which case fired.
+
+    ``case`` is one of ``CASES``. ``sibling`` is the batch position of the rollout whose text is the
+    context (case ``sibling`` only); ``fallback_reason`` is ``no_sibling`` or ``over_budget`` for the
+    ``fallback_*`` and ``none`` cases of the rollout context.
+    """
+
+    messages: Messages | None
+    case: str
+    sibling: int | None = None
+    fallback_reason: str | None = None
+
+
+def validate_templates(overrides: Mapping[str, str | None] | None = None) -> dict[str, str]:
+    """The three templates: ``DEFAULT_TEMPLATES`` updated with ``overrides`` (None values keep the default).
+
+    A template may use only plain named fields (no positional ``{}``, attribute, index, conversion or
+    format spec), only ``{question}`` and its own field (``{answer}``, ``{solution}`` or ``{rollout}``),
+    and must contain both — except the identity template ``"{question}"`` exactly, which omits its own
+    field on purpose (teacher = student). Literal braces are written ``{{`` and ``}}``. Errors name the
+    key ``rlrt.privileged_templates.<kind>``.
+    """
+    templates = dict(DEFAULT_TEMPLATES)
+    for kind, template in (overrides or {}).items():
+        key = f"rlrt.privileged_templates.{kind}"
+        if kind not in TEMPLATE_KINDS:
+            raise ValueError(f"{key}: unknown template kind; allowed kinds are {', '.join(TEMPLATE_KINDS)}")
+        if template is None:
+            continue
+        if not isinstance(template, str):
+            raise ValueError(f"{key} must be a string, got {type(template).__name__}")
+        templates[kind] = template
+    for kind, template in templates.items():
+        _check_template(kind, template)
+    return templates
+
+
+def _check_template(kind: str, template: str) -> None:
+    key = f"rlrt.privileged_templates.{kind}"
+    allowed = ("question", kind)
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as err:
+        raise ValueError(f"{key} has unescaped braces ({err}); write literal braces as {{{{ and }}}}: "
+                         f"{template!r}") from err
+    fields = set()
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if name not in allowed or spec or conversion:
+            raise ValueError(f"{key} may use only the plain fields {{question}} and {{{kind}}}, found "
+                             f"{{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}} "
+                             f"in {template!r}; write literal braces as {{{{ and }}}}")
+        fields.add(name)
+    if template == IDENTITY_TEMPLATE:
+        return
+    missing = [f"{{{name}}}" for name in allowed if name not in fields]
+    if missing:
+        raise ValueError(f"{key} must contain {{question}} and {{{kind}}} (or be exactly {IDENTITY_TEMPLATE!r}); "
+                         f"{' and '.join(missing)} missing in {template!r}")
+
+
+def teacher_messages(row: RowInfo, kind: str, text: str, templates: Mapping[str, str]) -> Messages:
+    """``row.messages`` with the last user message's content C replaced by ``templates[kind]`` rendered
+    with ``question=C`` and ``<kind>=text``; every other message is copied unchanged."""
+    last_user = max((k for k, m in enumerate(row.messages) if m.get("role") == "user"), default=None)
+    if last_user is None:
+        raise ValueError(f"{row.where()}: raw_prompt has no user message to append the privileged context to")
+    question = row.messages[last_user].get("content")
+    if not isinstance(question, str):
+        raise ValueError(f"{row.where()}: the last user message's content is {type(question).__name__}, not text; "
+                         "multimodal rows are not supported by the privileged teacher")
+    messages = [dict(m) for m in row.messages]
+    messages[last_user]["content"] = templates[kind].format_map({"question": question, kind: text})
+    return messages
+
+
+def strip_thinking(text: str) -> str:
+    """``text`` without ``<think>…</think>`` blocks, surrounding whitespace trimmed.
+
+    A leading ``…</think>`` with no opening tag (templates that put ``<think>`` in the generation prompt)
+    and an unclosed trailing ``<think>…`` (truncated thought) are removed too.
+    """
+    opening, closing = text.find("<think>"), text.find("</think>")
+    if closing != -1 and (opening == -1 or closing < opening):
+        text = text[closing + len("</think>"):]
+    return _THINK_BLOCK.sub("", text).strip()
+
+
+def default_privileged_budget(context: str, *, max_prompt_length: int, max_response_length: int) -> int:
+    """Default ``rlrt.max_privileged_prompt_length``: ``max_prompt_length + max_response_length + 256`` for
+    the rollout context (a sibling is at most one response long), ``2 * max_prompt_length`` otherwise."""
+    _check_choice("context", context, CONTEXTS)
+    if context == "rollout":
+        return max_prompt_length + max_response_length + 256
+    return 2 * max_prompt_length
+
+
+def reference_context(row: RowInfo, kind: str, *, templates: Mapping[str, str], count_tokens: CountTokens,
+                      budget: int) -> TeacherContext:
+    """The ``answer`` or ``solution`` context of one row (case = the kind actually used).
+
+    ``solution`` uses ``row.solution`` when it is non-blank, else the ground-truth answer. A missing
+    ground truth where the answer is needed, or a prompt over ``budget`` tokens, raises naming the row.
+    """
+    if kind == "solution" and row.solution is not None and row.solution.strip():
+        text = row.solution
+    elif kind in ("answer", "solution"):
+        kind = "answer"
+        if row.ground_truth is None or not row.ground_truth.strip():
+            raise ValueError(f"{row.where()}: reward_model.ground_truth is missing or empty, but the answer "
+                             "context needs it; fix the dataset or drop the row")
+        text = row.ground_truth
+    else:
+        raise ValueError(f"reference_context kind must be 'answer' or 'solution', got {kind!r}")
+    messages = teacher_messages(row, kind, text, templates)
+    n_tokens = count_tokens(messages)
+    if n_tokens > budget:
+        raise ValueError(f"{row.where()}: the {kind} teacher prompt is {n_tokens} tokens, over "
+                         f"{_BUDGET_KEY}={budget}; raise {_BUDGET_KEY} or filter long rows from the dataset "
+                         "(nothing is truncated)")
+    return TeacherContext(messages, kind)
+
+
+def teacher_contexts(
+    rows: Sequence[RowInfo],
+    *,
+    context: str,
+    scored: Sequence[bool],
+    count_tokens: CountTokens,
+    budget: int,
+    templates: Mapping[str, str | None] | None = None,
+    correct: Sequence[bool] | None = None,
+    texts: Sequence[str] | None = None,
+    step: int | None = None,
+    sibling_choice: str = "random",
+    sibling_fallback: str = "answer",
+    sibling_strip_thinking: bool = False,
+) -> list[TeacherContext]:
+    """One ``TeacherContext`` per row of the batch; rows with ``scored[i]`` false get ``(None, "unscored")``.
+
+    ``context="answer"`` / ``"solution"``: ``reference_context`` for every scored row.
+    ``context="rollout"`` (RLRT's sibling rule), per scored row i of ``uid`` group g:
+      candidates = the correct rows j ≠ i of g whose sibling text is non-empty;
+      the sibling = one of them by ``sibling_choice``: ``random`` (uniform, from a ``random.Random`` seeded
+        with sha256(uid, step, rank of i in its group): deterministic for a given batch, independent of
+        which other rows are scored, different across steps) or ``shortest`` (fewest characters of sibling
+        text, lowest index on ties);
+      c = the sibling's text (``texts[j]``, decoded up to and excluding EOS with special tokens skipped;
+        thinking blocks stripped if ``sibling_strip_thinking``);
+      no candidate (``no_sibling``) or a prompt over ``budget`` (``over_budget``) → ``sibling_fallback``:
+        ``answer`` / ``solution`` (``reference_context``, which raises if that is over budget too) or
+        ``none`` (no teacher).
+    An incorrect row gets a sibling only if the caller scores it (gate ``all`` or ``rlrt.score_all_rows``):
+    then every correct member of its group is a candidate. Padding rows must be passed with
+    ``scored`` and ``correct`` false, so they neither get nor give privileged text.
+    """
+    _check_choice("context", context, CONTEXTS)
+    templates = validate_templates(templates)
+    _check_length("scored", scored, rows)
+    if context != "rollout":
+        return [reference_context(row, context, templates=templates, count_tokens=count_tokens, budget=budget)
+                if is_scored else TeacherContext(None, "unscored") for row, is_scored in zip(rows, scored)]
+
+    _check_choice("rlrt.sibling_choice", sibling_choice, SIBLING_CHOICES)
+    _check_choice("rlrt.sibling_fallback", sibling_fallback, SIBLING_FALLBACKS)
+    if correct is None or texts is None:
+        raise ValueError("the rollout context needs `correct` and `texts` for every row of the batch")
+    _check_length("correct", correct, rows)
+    _check_length("texts", texts, rows)
+    if sibling_choice == "random" and step is None:
+        raise ValueError("rlrt.sibling_choice=random needs the step (verl's global_steps) to seed the choice")
+
+    groups: dict[str, list[int]] = {}
+    for k, row in enumerate(rows):
+        groups.setdefault(row.uid, []).append(k)
+    out: list[TeacherContext] = [TeacherContext(None, "unscored")] * len(rows)
+    for uid, members in groups.items():
+        sibling_texts = {j: strip_thinking(texts[j]) if sibling_strip_thinking else texts[j]
+                         for j in members if correct[j]}
+        sibling_texts = {j: text for j, text in sibling_texts.items() if text.strip()}
+        for rank, i in enumerate(members):
+            if not scored[i]:
+                continue
+            candidates = [j for j in sibling_texts if j != i]
+            reason = "no_sibling"
+            if candidates:
+                if sibling_choice == "random":
+                    j = random.Random(_seed(uid, step, rank)).choice(candidates)
+                else:
+                    j = min(candidates, key=lambda c: (len(sibling_texts[c]), c))
+                messages = teacher_messages(rows[i], "rollout", sibling_texts[j], templates)
+                if count_tokens(messages) <= budget:
+                    out[i] = TeacherContext(messages, "sibling", sibling=j)
+                    continue
+                reason = "over_budget"
+            out[i] = _fallback(rows[i], sibling_fallback, reason, templates, count_tokens, budget)
+    return out
+
+
+def _fallback(row: RowInfo, fallback: str, reason: str, templates: Mapping[str, str], count_tokens: CountTokens,
+              budget: int) -> TeacherContext:
+    if fallback == "none":
+        return TeacherContext(None, "none", fallback_reason=reason)
+    ctx = reference_context(row, fallback, templates=templates, count_tokens=count_tokens, budget=budget)
+    return TeacherContext(ctx.messages, f"fallback_{ctx.case}", fallback_reason=reason)
+
+
+def _seed(uid: str, step: int | None, rank: int) -> int:
+    # hashlib, not hash(): Python salts str hashes per process, and a rerun must draw the same sibling.
+    return int.from_bytes(hashlib.sha256(f"{uid}\x00{step}\x00{rank}".encode()).digest()[:8], "big")
+
+
+def case_counts(contexts: Sequence[TeacherContext]) -> dict[str, int]:
+    """How many rows hit each case of ``CASES`` (zeros included, so the logged keys are stable)."""
+    counts = dict.fromkeys(CASES, 0)
+    for ctx in contexts:
+        counts[ctx.case] += 1
+    return counts
+
+
+def leak_cue_rate(texts: Sequence[str], cue: str) -> float:
+    """Fraction of ``texts`` that contain ``cue`` (case-insensitive): the ``rlrt/leak_cue_rate`` probe.
+
+    The caller passes the decoded texts of the real rollouts and ``CUE_PHRASES[context]``.
+    """
+    if not cue.strip():
+        raise ValueError("leak_cue_rate needs a non-empty cue phrase")
+    if not texts:
+        raise ValueError("leak_cue_rate needs at least one text (the real rollouts of the step)")
+    cue = cue.casefold()
+    return sum(cue in text.casefold() for text in texts) / len(texts)
+
+
+def _check_choice(key: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def _check_length(name: str, values: Sequence, rows: Sequence[RowInfo]) -> None:
+    if len(values) != len(rows):
+        raise ValueError(f"`{name}` has {len(values)} entries for a batch of {len(rows)} rows")

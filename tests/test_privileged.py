@@ -1,0 +1,435 @@
+"""The teacher prompt builder: templates, the sibling rule, fallbacks and the length budget (METHODS.md)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rlrt_recipe.privileged import (
+    CASES,
+    CUE_PHRASES,
+    DEFAULT_TEMPLATES,
+    RowInfo,
+    TeacherContext,
+    case_counts,
+    default_privileged_budget,
+    leak_cue_rate,
+    reference_context,
+    strip_thinking,
+    teacher_contexts,
+    teacher_messages,
+    validate_templates,
+)
+
+BIG = 10**9
+
+
+def chars(messages):
+    """A stand-in token counter: one token per character of content (the caller's tokenizer in real use)."""
+    return sum(len(m["content"]) for m in messages)
+
+
+def row(index=0, uid="g", question="What is 1+1?", ground_truth="2", solution=None, data_source="toy", messages=None):
+    messages = messages if messages is not None else [{"role": "user", "content": question}]
+    return RowInfo(index, data_source, uid, tuple(messages), ground_truth, solution)
+
+
+def group(correct, uid="g", texts=None, start=0, **kw):
+    """Rows of one uid group, with their correctness and response texts."""
+    rows = [row(start + k, uid=uid, **kw) for k in range(len(correct))]
+    texts = texts if texts is not None else [f"response {start + k} of {uid}" for k in range(len(correct))]
+    return rows, list(correct), list(texts)
+
+
+def rollout(rows, correct, texts, *, scored=None, step=1, budget=BIG, **kw):
+    return teacher_contexts(rows, context="rollout", scored=scored if scored is not None else [True] * len(rows),
+                            count_tokens=chars, budget=budget, correct=correct, texts=texts, step=step, **kw)
+
+
+def user_content(ctx):
+    return [m for m in ctx.messages if m["role"] == "user"][-1]["content"]
+
+
+# --- templates --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind, text, expected", [
+    ("answer", "2", "What is 1+1?\n\nThe reference final answer is: 2"),
+    ("solution", "1+1=2.", "What is 1+1?\n\nHere is a reference solution:\n1+1=2."),
+    ("rollout", "One plus one is 2.", "What is 1+1?\n\nHere is a correct solution:\nOne plus one is 2."),
+])
+def test_each_template_kind_renders_the_spec_text(kind, text, expected):
+    """Guards the exact METHODS.md template wording for each kind."""
+    messages = teacher_messages(row(), kind, text, DEFAULT_TEMPLATES)
+    assert messages == [{"role": "user", "content": expected}]
+
+
+def test_context_goes_into_the_last_user_message_only():
+    """Guards appending to the last user turn: system, earlier turns and assistant turns stay unchanged,
+    and the row's own messages are not mutated."""
+    history = [
+        {"role": "system", "content": "Reason step by step."},
+        {"role": "user", "content": "First question"},
+        {"role": "assistant", "content": "First answer"},
+        {"role": "user", "content": "Second question", "name": "alice"},
+        {"role": "assistant", "content": "Let me think"},
+    ]
+    r = row(messages=history)
+    messages = teacher_messages(r, "answer", "42", DEFAULT_TEMPLATES)
+    assert messages[3] == {"role": "user", "content": "Second question\n\nThe reference final answer is: 42",
+                           "name": "alice"}
+    assert [m for k, m in enumerate(messages) if k != 3] == [m for k, m in enumerate(history) if k != 3]
+    assert r.messages[3]["content"] == "Second question"
+
+
+def test_row_without_text_user_message_raises_naming_the_row():
+    """Guards multimodal rows and prompts without a user turn: an error, never a context in the wrong turn."""
+    with pytest.raises(ValueError, match=r"row 4 \(data_source='toy', uid='u'\).*no user message"):
+        teacher_messages(row(4, uid="u", messages=[{"role": "system", "content": "s"}]), "answer", "1",
+                         DEFAULT_TEMPLATES)
+    multimodal = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "what"}]}]
+    with pytest.raises(ValueError, match=r"row 1 .*multimodal"):
+        teacher_messages(row(1, messages=multimodal), "answer", "1", DEFAULT_TEMPLATES)
+
+
+def test_values_with_braces_are_inserted_verbatim():
+    """Guards str.format semantics: braces in the question or the answer (LaTeX) are never re-parsed."""
+    r = row(question=r"Compute \frac{1}{2} + {x}", ground_truth=r"\boxed{1}")
+    assert teacher_messages(r, "answer", r.ground_truth, DEFAULT_TEMPLATES)[0]["content"] == (
+        "Compute \\frac{1}{2} + {x}\n\nThe reference final answer is: \\boxed{1}")
+
+
+@settings(max_examples=200, deadline=None)
+@given(question=st.text(), text=st.text(), kind=st.sampled_from(["answer", "solution", "rollout"]))
+def test_rendering_is_question_then_block_for_any_text(question, text, kind):
+    """Property: the default templates always produce question + fixed separator + context, whatever the text."""
+    content = teacher_messages(row(question=question), kind, text, DEFAULT_TEMPLATES)[0]["content"]
+    prefix, suffix = DEFAULT_TEMPLATES[kind].split("{" + kind + "}")
+    assert content == prefix.replace("{question}", question) + text + suffix
+
+
+def test_templates_default_and_overrides():
+    """Guards merging: None keeps the default, an override replaces its kind only, escaped braces are literal."""
+    assert validate_templates() == DEFAULT_TEMPLATES
+    assert validate_templates({"answer": None}) == DEFAULT_TEMPLATES
+    templates = validate_templates({"answer": "{question}\nAnswer: $\\boxed{{{answer}}}$"})
+    assert templates["solution"] == DEFAULT_TEMPLATES["solution"]
+    assert teacher_messages(row(), "answer", "2", templates)[0]["content"] == "What is 1+1?\nAnswer: $\\boxed{2}$"
+
+
+def test_identity_template_is_allowed_and_reproduces_the_student_prompt():
+    """Guards the e2e alignment test: "{question}" alone is a valid template and yields the student messages."""
+    templates = validate_templates({kind: "{question}" for kind in DEFAULT_TEMPLATES})
+    history = [{"role": "system", "content": "sys"}, {"role": "user", "content": "Q"}]
+    r = row(messages=history)
+    for kind in DEFAULT_TEMPLATES:
+        assert teacher_messages(r, kind, "anything", templates) == history
+
+
+@pytest.mark.parametrize("kind, template, message", [
+    ("answer", "The answer is {answer}", "must contain {question} and {answer}"),
+    ("solution", "{question}\n\nA solution follows.", "{solution} missing"),
+    ("rollout", "{question}\n", "{rollout} missing"),
+    ("answer", "{question} {answer} {", "unescaped braces"),
+    ("answer", "{question} {answer} }", "unescaped braces"),
+    ("answer", "{question} \\boxed{answer}}", "unescaped braces"),
+    ("answer", "{question} {answr}", "may use only the plain fields"),
+    ("answer", "{question} {solution}", "may use only the plain fields"),
+    ("answer", "{question} {}", "may use only the plain fields"),
+    ("answer", "{question} {0}", "may use only the plain fields"),
+    ("answer", "{question.upper} {answer}", "may use only the plain fields"),
+    ("answer", "{question} {answer!r}", "may use only the plain fields"),
+    ("answer", "{question} {answer:>10}", "may use only the plain fields"),
+])
+def test_bad_template_is_rejected_naming_the_key(kind, template, message):
+    """Guards config-time template validation: each mistake is named with rlrt.privileged_templates.<kind>."""
+    with pytest.raises(ValueError, match=rf"rlrt\.privileged_templates\.{kind}") as err:
+        validate_templates({kind: template})
+    assert message in str(err.value)
+
+
+def test_unknown_template_kind_and_non_string_are_rejected():
+    """Guards typos in the override keys and non-string values."""
+    with pytest.raises(ValueError, match=r"rlrt\.privileged_templates\.hint: unknown template kind"):
+        validate_templates({"hint": "{question}"})
+    with pytest.raises(ValueError, match=r"rlrt\.privileged_templates\.answer must be a string"):
+        validate_templates({"answer": 3})
+
+
+def test_teacher_contexts_validates_its_templates():
+    """Guards that a bad template cannot reach rendering through teacher_contexts."""
+    with pytest.raises(ValueError, match=r"rlrt\.privileged_templates\.answer"):
+        teacher_contexts([row()], context="answer", scored=[True], count_tokens=chars, budget=BIG,
+                         templates={"answer": "{answer}"})
+
+
+# --- answer / solution contexts ------------------------------------------------------------------------------
+
+def test_answer_context_and_unscored_rows():
+    """Guards RLSD's context for scored rows and "no teacher" for unscored rows (e.g. verl padding rows)."""
+    rows = [row(0), row(1, ground_truth=None)]
+    ctxs = teacher_contexts(rows, context="answer", scored=[True, False], count_tokens=chars, budget=BIG)
+    assert ctxs[0].case == "answer" and user_content(ctxs[0]).endswith("The reference final answer is: 2")
+    assert ctxs[1] == TeacherContext(None, "unscored")
+
+
+def test_solution_context_uses_the_solution_else_the_answer():
+    """Guards OPSD's context: the reference solution when the row has one, else the ground-truth answer."""
+    rows = [row(0, solution="Add them: 2."), row(1, solution=None), row(2, solution="  ")]
+    ctxs = teacher_contexts(rows, context="solution", scored=[True] * 3, count_tokens=chars, budget=BIG)
+    assert [c.case for c in ctxs] == ["solution", "answer", "answer"]
+    assert user_content(ctxs[0]).endswith("Here is a reference solution:\nAdd them: 2.")
+    assert user_content(ctxs[1]).endswith("The reference final answer is: 2")
+
+
+def test_over_budget_answer_raises_naming_row_lengths_and_key():
+    """Guards the no-truncation policy: an answer prompt over budget is an error with everything to fix it."""
+    r = row(7, uid="u7", data_source="math", question="x" * 50)
+    n = chars(teacher_messages(r, "answer", "2", DEFAULT_TEMPLATES))
+    with pytest.raises(ValueError) as err:
+        reference_context(r, "answer", templates=DEFAULT_TEMPLATES, count_tokens=chars, budget=n - 1)
+    text = str(err.value)
+    for needle in ("row 7", "'math'", "'u7'", f"{n} tokens", f"={n - 1}", "rlrt.max_privileged_prompt_length"):
+        assert needle in text
+    assert reference_context(r, "answer", templates=DEFAULT_TEMPLATES, count_tokens=chars, budget=n).case == "answer"
+
+
+@pytest.mark.parametrize("ground_truth", [None, "", "   "])
+def test_missing_ground_truth_raises_naming_row_and_key(ground_truth):
+    """Guards rows without ground truth: an error naming the row and reward_model.ground_truth, never "None"."""
+    r = row(3, uid="u3", ground_truth=ground_truth)
+    for context in ("answer", "solution"):
+        with pytest.raises(ValueError, match=r"row 3 \(data_source='toy', uid='u3'\).*reward_model\.ground_truth"):
+            teacher_contexts([r], context=context, scored=[True], count_tokens=chars, budget=BIG)
+
+
+def test_row_info_from_verl_fields():
+    """Guards field extraction: ground_truth from reward_model, solution from extra_info, numbers as text."""
+    r = RowInfo.from_fields(2, raw_prompt=[{"role": "user", "content": "q"}], reward_model={"ground_truth": 12},
+                            extra_info={"solution": "s", "index": 5}, data_source="gsm8k", uid="abc")
+    assert r == RowInfo(2, "gsm8k", "abc", ({"role": "user", "content": "q"},), "12", "s")
+    bare = RowInfo.from_fields(0, raw_prompt=[], reward_model=None, extra_info=None, data_source="d", uid="u")
+    assert bare.ground_truth is None and bare.solution is None
+    with pytest.raises(ValueError, match=r"row 1 \(data_source='d', uid='u'\): reward_model\.ground_truth .* list"):
+        RowInfo.from_fields(1, raw_prompt=[], reward_model={"ground_truth": ["1", "2"]}, extra_info=None,
+                            data_source="d", uid="u")
+
+
+def test_default_budget():
+    """Guards the METHODS.md defaults of rlrt.max_privileged_prompt_length."""
+    assert default_privileged_budget("rollout", max_prompt_length=512, max_response_length=1024) == 1792
+    for context in ("answer", "solution"):
+        assert default_privileged_budget(context, max_prompt_length=512, max_response_length=1024) == 1024
+    with pytest.raises(ValueError, match="context must be one of"):
+        default_privileged_budget("sibling", max_prompt_length=1, max_response_length=1)
+
+
+# --- RLRT's sibling rule -----------------------------------------------------------------------------------
+
+def test_sibling_is_another_correct_rollout_of_the_group():
+    """Guards the sibling rule: a correct row gets the text of a different correct row of its own group."""
+    rows_a, correct_a, texts_a = group([True, True, False, True], uid="a")
+    rows_b, correct_b, texts_b = group([True, True], uid="b", start=4)
+    ctxs = rollout(rows_a + rows_b, correct_a + correct_b, texts_a + texts_b,
+                   scored=correct_a + correct_b)
+    for i, ctx in enumerate(ctxs):
+        if not (correct_a + correct_b)[i]:
+            assert ctx == TeacherContext(None, "unscored")
+            continue
+        assert ctx.case == "sibling" and ctx.sibling != i
+        assert (correct_a + correct_b)[ctx.sibling] and (rows_a + rows_b)[ctx.sibling].uid == (rows_a + rows_b)[i].uid
+        assert user_content(ctx) == f"What is 1+1?\n\nHere is a correct solution:\n{(texts_a + texts_b)[ctx.sibling]}"
+    assert ctxs[4].sibling == 5 and ctxs[5].sibling == 4
+
+
+def test_random_choice_is_deterministic_per_uid_and_step_and_varies_across_steps():
+    """Guards the seeded random choice: same (uid, step) → same sibling; over steps every sibling shows up."""
+    rows, correct, texts = group([True] * 5)
+    first = [c.sibling for c in rollout(rows, correct, texts, step=3)]
+    assert first == [c.sibling for c in rollout(rows, correct, texts, step=3)]
+    seen = {c.sibling for step in range(1, 60) for c in rollout(rows, correct, texts, step=step)[:1]}
+    assert seen == {1, 2, 3, 4}
+
+
+def test_random_choice_does_not_depend_on_python_hash_seed():
+    """Guards against seeding with Python's salted hash(): two processes must draw the same siblings."""
+    code = ("import json; from rlrt_recipe.privileged import RowInfo, teacher_contexts\n"
+            "rows = [RowInfo(k, 'd', 'uid-x', ({'role': 'user', 'content': 'q'},), '1') for k in range(6)]\n"
+            "ctxs = teacher_contexts(rows, context='rollout', scored=[True] * 6, count_tokens=len, budget=10**9,\n"
+            "    correct=[True] * 6, texts=[str(k) for k in range(6)], step=7)\n"
+            "print(json.dumps([c.sibling for c in ctxs]))")
+    draws = [json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                                       env={**os.environ, "PYTHONHASHSEED": seed}).stdout) for seed in ("1", "2")]
+    assert draws[0] == draws[1]
+
+
+def test_random_choice_of_a_row_does_not_depend_on_which_other_rows_are_scored():
+    """Guards per-row seeding: scoring one more row must not change the siblings drawn for the others."""
+    rows, correct, texts = group([True, True, True, True, False])
+    all_scored = rollout(rows, correct, texts, step=2, scored=[True] * 5)
+    some_scored = rollout(rows, correct, texts, step=2, scored=[True, False, True, True, False])
+    assert [all_scored[i].sibling for i in (0, 2, 3)] == [some_scored[i].sibling for i in (0, 2, 3)]
+
+
+def test_shortest_choice():
+    """Guards sibling_choice=shortest: the shortest text among the others, lowest index on ties."""
+    rows, correct, texts = group([True, True, True, True], texts=["short", "a bit longer", "tiny", "tiny"])
+    ctxs = rollout(rows, correct, texts, sibling_choice="shortest", step=None)
+    assert [c.sibling for c in ctxs] == [2, 2, 3, 2]
+
+
+@pytest.mark.parametrize("fallback, case, tail", [
+    ("answer", "fallback_answer", "The reference final answer is: 2"),
+    ("solution", "fallback_solution", "Here is a reference solution:\nsol"),
+])
+def test_only_correct_rollout_falls_back(fallback, case, tail):
+    """Guards the lone-correct case: no sibling exists, so the configured fallback context is used."""
+    rows, correct, texts = group([False, True, False], solution="sol")
+    ctx = rollout(rows, correct, texts, scored=correct, sibling_fallback=fallback)[1]
+    assert (ctx.case, ctx.fallback_reason, ctx.sibling) == (case, "no_sibling", None)
+    assert user_content(ctx).endswith(tail)
+
+
+def test_only_correct_rollout_with_fallback_none_has_no_teacher():
+    """Guards sibling_fallback=none: the row gets no teacher (Â = A)."""
+    rows, correct, texts = group([True, False])
+    assert rollout(rows, correct, texts, sibling_fallback="none")[0] == TeacherContext(None, "none", None,
+                                                                                       "no_sibling")
+
+
+def test_solution_fallback_without_a_solution_uses_the_answer():
+    """Guards the shared "solution else answer" rule for the sibling fallback, and that the case says so."""
+    rows, correct, texts = group([True], solution=None)
+    assert rollout(rows, correct, texts, sibling_fallback="solution")[0].case == "fallback_answer"
+
+
+def test_over_budget_sibling_falls_back_and_an_over_budget_fallback_raises():
+    """Guards the length policy for the rollout context: a too-long sibling falls back, nothing is truncated;
+    the fallback answer itself over budget is an error."""
+    rows, correct, texts = group([True, True], texts=["x" * 500, "ok"])
+    ctxs = rollout(rows, correct, texts, budget=100)
+    assert (ctxs[0].case, ctxs[0].sibling) == ("sibling", 1)
+    assert (ctxs[1].case, ctxs[1].fallback_reason) == ("fallback_answer", "over_budget")
+    assert rollout(rows, correct, texts, budget=100, sibling_fallback="none")[1] == TeacherContext(
+        None, "none", None, "over_budget")
+    with pytest.raises(ValueError, match=r"row 0 .*the answer teacher prompt is \d+ tokens, over "
+                                         r"rlrt\.max_privileged_prompt_length=20"):
+        rollout(rows, correct, texts, budget=20)
+
+
+def test_incorrect_rows():
+    """Guards incorrect rows: under the correct gate the caller does not score them and they get no context;
+    if scored (gate=all, score_all_rows) any correct member is their sibling; a group with no correct rollout
+    falls back."""
+    rows, correct, texts = group([False, True, False])
+    gated = rollout(rows, correct, texts, scored=correct)
+    assert gated[0] == gated[2] == TeacherContext(None, "unscored")
+    assert gated[1].case == "fallback_answer"
+    ungated = rollout(rows, correct, texts)
+    assert (ungated[0].case, ungated[0].sibling) == ("sibling", 1)
+    assert (ungated[2].case, ungated[2].sibling) == ("sibling", 1)
+    none_correct = rollout(*group([False, False]))
+    assert [(c.case, c.fallback_reason) for c in none_correct] == [("fallback_answer", "no_sibling")] * 2
+
+
+def test_padding_rows_neither_get_nor_give_privileged_text():
+    """Guards verl's padding rows (passed with scored and correct false): never a context, never a sibling."""
+    rows, correct, texts = group([True, True])
+    pad = row(2, uid="g")  # a copy of the first real row's columns, same uid in the worst case
+    ctxs = rollout(rows + [pad], correct + [False], texts + ["padding"], scored=[True, True, False])
+    assert ctxs[2] == TeacherContext(None, "unscored")
+    assert ctxs[0].sibling == 1 and ctxs[1].sibling == 0
+
+
+def test_strip_thinking():
+    """Guards thinking-block removal: closed blocks, a dangling close (prompt-side <think>), an unclosed open."""
+    assert strip_thinking("<think>hmm</think>\nThe answer is 2.") == "The answer is 2."
+    assert strip_thinking("a <think>x\ny</think> b <think>z</think> c") == "a  b  c"
+    assert strip_thinking("reasoning without open tag</think>\n\nFinal: 2") == "Final: 2"
+    assert strip_thinking("Final: 2 <think>cut off") == "Final: 2"
+    assert strip_thinking("no thinking") == "no thinking"
+
+
+def test_sibling_strip_thinking_flag():
+    """Guards sibling_strip_thinking: thinking kept by default, stripped when set; an empty remainder is no
+    sibling at all."""
+    rows, correct, texts = group([True, True, True], texts=["<think>a</think>A", "<think>b</think>B", "<think>c"])
+    kept = rollout(rows, correct, texts, sibling_choice="shortest")
+    assert user_content(kept[0]).endswith("<think>c")
+    stripped = rollout(rows, correct, texts, sibling_choice="shortest", sibling_strip_thinking=True)
+    assert user_content(stripped[0]).endswith("correct solution:\nB")
+    assert stripped[1].sibling == 0 and stripped[2].sibling == 0
+
+
+def test_rollout_context_argument_errors():
+    """Guards the caller contract: lengths must match the batch, random needs a step, enums are checked."""
+    rows, correct, texts = group([True, True])
+    with pytest.raises(ValueError, match="`texts` has 1 entries for a batch of 2 rows"):
+        rollout(rows, correct, texts[:1])
+    with pytest.raises(ValueError, match="needs the step"):
+        rollout(rows, correct, texts, step=None)
+    with pytest.raises(ValueError, match="rlrt.sibling_fallback must be one of answer, solution, none"):
+        rollout(rows, correct, texts, sibling_fallback="rollout")
+    with pytest.raises(ValueError, match="rlrt.sibling_choice must be one of random, shortest"):
+        rollout(rows, correct, texts, sibling_choice="longest")
+    with pytest.raises(ValueError, match="needs `correct` and `texts`"):
+        teacher_contexts(rows, context="rollout", scored=[True, True], count_tokens=chars, budget=BIG, step=1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    spec=st.lists(st.tuples(st.sampled_from("abc"), st.booleans(), st.booleans(), st.text(max_size=12)),
+                  min_size=1, max_size=16),
+    step=st.integers(1, 1000),
+    choice=st.sampled_from(["random", "shortest"]),
+    fallback=st.sampled_from(["answer", "solution", "none"]),
+)
+def test_sibling_invariants(spec, step, choice, fallback):
+    """Property: a sibling is always a correct, different member of the same group with non-empty text;
+    a fallback fires only when no such member exists (infinite budget); unscored rows get nothing;
+    the result is deterministic."""
+    rows = [row(k, uid=uid) for k, (uid, _, _, _) in enumerate(spec)]
+    correct = [c for _, c, _, _ in spec]
+    scored = [s for _, _, s, _ in spec]
+    texts = [t for _, _, _, t in spec]
+    ctxs = rollout(rows, correct, texts, scored=scored, step=step, sibling_choice=choice, sibling_fallback=fallback)
+    assert ctxs == rollout(rows, correct, texts, scored=scored, step=step, sibling_choice=choice,
+                           sibling_fallback=fallback)
+    for i, ctx in enumerate(ctxs):
+        usable = [j for j in range(len(rows)) if j != i and correct[j] and rows[j].uid == rows[i].uid
+                  and texts[j].strip()]
+        if not scored[i]:
+            assert ctx == TeacherContext(None, "unscored")
+        elif usable:
+            assert ctx.case == "sibling" and ctx.sibling in usable
+        else:
+            assert ctx.fallback_reason == "no_sibling"
+            assert ctx.case == {"answer": "fallback_answer", "solution": "fallback_answer", "none": "none"}[fallback]
+            assert (ctx.messages is None) == (fallback == "none")
+    assert sum(case_counts(ctxs).values()) == len(rows)
+
+
+def test_case_counts_lists_every_case():
+    """Guards stable metric keys: every case is present, zeros included."""
+    counts = case_counts([TeacherContext(None, "unscored"), TeacherContext([], "sibling", 0)])
+    assert set(counts) == set(CASES) and counts["sibling"] == counts["unscored"] == 1 and counts["none"] == 0
+
+
+# --- leakage probe -----------------------------------------------------------------------------------------
+
+def test_leak_cue_rate():
+    """Guards the rlrt/leak_cue_rate probe: case-insensitive containment of the template's cue phrase."""
+    assert CUE_PHRASES == {"answer": "reference final answer", "solution": "reference solution",
+                           "rollout": "correct solution"}
+    for kind, cue in CUE_PHRASES.items():
+        assert cue in DEFAULT_TEMPLATES[kind].lower()
+    texts = ["By the Reference Final Answer, 2.", "1+1=2", "the reference final answer is 2", "reference answer"]
+    assert leak_cue_rate(texts, CUE_PHRASES["answer"]) == 0.5
+    assert leak_cue_rate(texts, CUE_PHRASES["rollout"]) == 0.0
+    with pytest.raises(ValueError, match="at least one text"):
+        leak_cue_rate([], "cue")
+    with pytest.raises(ValueError, match="non-empty cue"):
+        leak_cue_rate(["x"], " ")
