@@ -54,9 +54,6 @@ SIBLING_FALLBACKS = ("answer", "solution", "none")
 # Every value of TeacherContext.case, so the trainer logs a stable set of counts.
 CASES = ("answer", "solution", "sibling", "fallback_answer", "fallback_solution", "none", "unscored")
 FALLBACK_REASONS = ("no_sibling", "over_budget")
-# Which context each teacher-based method uses (METHODS.md table); `grpo` is GRPO + the distillation loss.
-CONTEXT_OF_ESTIMATOR = {"rlsd": "answer", "rlrt": "rollout", "opsd": "solution", "grpo_opsd": "solution",
-                        "grpo": "solution"}
 
 _THINK_BLOCK = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL)
 _BUDGET_KEY = "rlrt.max_privileged_prompt_length"
@@ -140,12 +137,15 @@ def validate_templates(overrides: Mapping[str, str | None] | None = None) -> dic
             raise ValueError(f"{key} must be a string, got {type(template).__name__}")
         templates[kind] = template
     for kind, template in templates.items():
-        _check_template(kind, template)
+        validate_template(kind, template)
     return templates
 
 
-def _check_template(kind: str, template: str) -> None:
+def validate_template(kind: str, template: str) -> None:
+    """Raise unless ``template`` is a valid ``kind`` template (the rule of ``validate_templates``)."""
     key = f"rlrt.privileged_templates.{kind}"
+    if kind not in TEMPLATE_KINDS:
+        raise ValueError(f"{key}: unknown template kind; allowed kinds are {', '.join(TEMPLATE_KINDS)}")
     allowed = ("question", kind)
     try:
         parsed = list(string.Formatter().parse(template))

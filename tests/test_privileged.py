@@ -22,6 +22,7 @@ from rlrt_recipe.privileged import (
     strip_thinking,
     teacher_contexts,
     teacher_messages,
+    validate_template,
     validate_templates,
 )
 
@@ -149,12 +150,16 @@ def test_bad_template_is_rejected_naming_the_key(kind, template, message):
     with pytest.raises(ValueError, match=rf"rlrt\.privileged_templates\.{kind}") as err:
         validate_templates({kind: template})
     assert message in str(err.value)
+    with pytest.raises(ValueError, match=rf"rlrt\.privileged_templates\.{kind}"):
+        validate_template(kind, template)
 
 
 def test_unknown_template_kind_and_non_string_are_rejected():
     """Guards typos in the override keys and non-string values."""
     with pytest.raises(ValueError, match=r"rlrt\.privileged_templates\.hint: unknown template kind"):
         validate_templates({"hint": "{question}"})
+    with pytest.raises(ValueError, match=r"rlrt\.privileged_templates\.hint: unknown template kind"):
+        validate_template("hint", "{question} {hint}")
     with pytest.raises(ValueError, match=r"rlrt\.privileged_templates\.answer must be a string"):
         validate_templates({"answer": 3})
 
