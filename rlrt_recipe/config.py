@@ -1,0 +1,210 @@
+"""The top-level ``rlrt:`` section of a verl config, as one validated dataclass (no verl import).
+
+``algorithm.adv_estimator`` is the one source of truth for the method; the method-dependent fields below
+default to null and ``resolved`` fills them from the member table of docs/methods.md:
+
+    estimator   direction  gate     eps_w                                   λ schedule                context
+    rlsd        +1         all      0.2                                     linear_decay 0.5, K = 50  answer
+    rlrt        −1         correct  1.0 base / 0.5 instruct / 0.2 thinking  constant 0.5              rollout
+    opsd, grpo_opsd, and the distillation loss on any other estimator:                                solution
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from rlrt_recipe.privileged import (
+    CONTEXTS,
+    DEFAULT_TEMPLATES,
+    SIBLING_CHOICES,
+    SIBLING_FALLBACKS,
+    default_privileged_budget,
+    validate_templates,
+)
+from rlrt_recipe.signals import DIRECTIONS, GATES, LAMBDA_SCHEDULES
+
+#: Estimators registered by this package whose advantage reads the teacher.
+TEACHER_ESTIMATORS = ("rlrt", "rlsd", "opsd", "grpo_opsd")
+#: Estimators that reweight A with the token weight w_t (they use direction, gate, eps_w, lambda_*).
+WEIGHTED_ESTIMATORS = ("rlrt", "rlsd")
+
+BACKBONE_KINDS = ("base", "instruct", "thinking")
+TEACHERS = ("live", "frozen")
+# verl's kl_penalty estimators (core_algos.kl_penalty_forward); a trailing "+" adds the k2 straight-through.
+KL_TYPES = ("kl", "k1", "abs", "mse", "k2", "low_var_kl", "k3", "k1+", "k3+", "low_var_kl+")
+
+_RLRT_EPS_W = {"base": 1.0, "instruct": 0.5, "thinking": 0.2}
+# Member defaults for the null fields; rlrt's eps_w comes from backbone_kind.
+_MEMBER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "rlsd": dict(direction=1, gate="all", eps_w=0.2, lambda_schedule="linear_decay", lambda_0=0.5,
+                 lambda_decay_steps=50, context="answer"),
+    "rlrt": dict(direction=-1, gate="correct", lambda_schedule="constant", lambda_0=0.5, context="rollout"),
+}
+_WEIGHT_FIELDS = ("direction", "gate", "eps_w", "lambda_schedule", "lambda_0", "lambda_decay_steps")
+
+
+@dataclass
+class RlrtConfig:
+    """Settings of the self-distillation methods; every default reproduces the papers (or says "ours").
+
+    Outcome: ``correct_threshold``.
+    Token weights (rlrt, rlsd): ``direction``, ``gate``, ``eps_w``, ``backbone_kind``, ``lambda_schedule``,
+    ``lambda_0``, ``lambda_decay_steps``.
+    Distillation (opsd, grpo_opsd, the rlrt loss): ``distill_adv_coef``, ``distill_loss_coef``, ``distill_kl_type``.
+    Teacher: ``teacher``, ``context``, ``privileged_templates``, ``max_privileged_prompt_length``,
+    ``sibling_choice``, ``sibling_fallback``, ``sibling_strip_thinking``, ``score_all_rows``.
+    """
+
+    correct_threshold: float = 0.5
+    """A rollout is correct iff its summed reward >= this."""
+
+    direction: int | None = None
+    """+1 follows the teacher (RLSD), -1 reverses it (RLRT); null = the estimator's."""
+    gate: str | None = None
+    """Which rows are reweighted: "all" or "correct"; null = the estimator's."""
+    eps_w: float | None = None
+    """Clip of the token weight w to [1 - eps_w, 1 + eps_w], in (0, 1]; null = the estimator's (rlrt: by backbone_kind)."""
+    backbone_kind: str = "base"
+    """base | instruct | thinking: picks rlrt's eps_w (1.0 / 0.5 / 0.2)."""
+    lambda_schedule: str | None = None
+    """constant | linear_decay; null = the estimator's."""
+    lambda_0: float | None = None
+    """λ at step 1, in [0, 1]; null = 0.5."""
+    lambda_decay_steps: int | None = None
+    """K of linear_decay: λ reaches 0 at step K + 1; null = 50 (rlsd)."""
+
+    distill_adv_coef: float = 0.1
+    """β of grpo_opsd: Â = A + β·Δ (ours)."""
+    distill_loss_coef: float = 0.0
+    """β_loss of the rlrt policy loss; 0 = verl's vanilla loss bit for bit."""
+    distill_kl_type: str = "low_var_kl"
+    """verl kl_penalty estimator of the distillation loss term."""
+
+    teacher: str = "live"
+    """live = the actor's current shards (θ_old of the step); frozen = θ₀ (LoRA only)."""
+    context: str | None = None
+    """Privileged context: answer | solution | rollout; null = the estimator's (rlsd answer, rlrt rollout, else solution)."""
+    privileged_templates: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
+    """str.format templates per context kind; a partial mapping overrides only the kinds it names."""
+    max_privileged_prompt_length: int | None = None
+    """Teacher prompt budget in tokens; null = max_prompt_length + max_response_length + 256 (rollout), else 2 × max_prompt_length."""
+    sibling_choice: str = "random"
+    """rlrt: which other correct rollout is the context: random (seeded by uid and step; ours) | shortest."""
+    sibling_fallback: str = "answer"
+    """rlrt: context when no sibling fits: answer | solution | none (no teacher, Â = A)."""
+    sibling_strip_thinking: bool = False
+    """rlrt: drop <think>…</think> from the sibling's text."""
+    score_all_rows: bool = False
+    """Score every real row with the teacher (diagnostics), not only those whose Â depends on it."""
+
+    def __post_init__(self) -> None:
+        _check_number("correct_threshold", self.correct_threshold)
+        _check_choice("direction", self.direction, DIRECTIONS, nullable=True)
+        _check_choice("gate", self.gate, GATES, nullable=True)
+        if self.eps_w is not None and not (_is_number(self.eps_w) and 0.0 < self.eps_w <= 1.0):
+            raise ValueError(f"rlrt.eps_w must be in (0, 1], got {self.eps_w!r}")
+        _check_choice("backbone_kind", self.backbone_kind, BACKBONE_KINDS)
+        _check_choice("lambda_schedule", self.lambda_schedule, LAMBDA_SCHEDULES, nullable=True)
+        if self.lambda_0 is not None and not (_is_number(self.lambda_0) and 0.0 <= self.lambda_0 <= 1.0):
+            raise ValueError(f"rlrt.lambda_0 must be in [0, 1], got {self.lambda_0!r}")
+        _check_positive_int("lambda_decay_steps", self.lambda_decay_steps, nullable=True)
+        for key in ("distill_adv_coef", "distill_loss_coef"):
+            value = getattr(self, key)
+            if not (_is_number(value) and math.isfinite(value) and value >= 0.0):
+                raise ValueError(f"rlrt.{key} must be a finite number >= 0, got {value!r}")
+        _check_choice("distill_kl_type", self.distill_kl_type, KL_TYPES)
+        _check_choice("teacher", self.teacher, TEACHERS)
+        _check_choice("context", self.context, CONTEXTS, nullable=True)
+        self.privileged_templates = validate_templates(_to_plain_dict(self.privileged_templates))
+        _check_positive_int("max_privileged_prompt_length", self.max_privileged_prompt_length, nullable=True)
+        _check_choice("sibling_choice", self.sibling_choice, SIBLING_CHOICES)
+        _check_choice("sibling_fallback", self.sibling_fallback, SIBLING_FALLBACKS)
+        for key in ("sibling_strip_thinking", "score_all_rows"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"rlrt.{key} must be true or false, got {getattr(self, key)!r}")
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any] | None) -> RlrtConfig:
+        """Build from the ``rlrt:`` mapping (a dict or an OmegaConf node); unknown keys are an error."""
+        values = _to_plain_dict(section)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown key(s) rlrt.{', rlrt.'.join(unknown)}; allowed: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def resolved(self, adv_estimator: str, *, max_prompt_length: int, max_response_length: int) -> RlrtConfig:
+        """A copy with every null field filled for ``adv_estimator``; rejects weight settings it would ignore."""
+        if adv_estimator not in WEIGHTED_ESTIMATORS:
+            ignored = [k for k in _WEIGHT_FIELDS if getattr(self, k) is not None]
+            if ignored:
+                raise ValueError(
+                    f"rlrt.{ignored[0]} only applies to algorithm.adv_estimator in {WEIGHTED_ESTIMATORS}, "
+                    f"got adv_estimator={adv_estimator!r}; remove the key"
+                )
+        defaults = dict(_MEMBER_DEFAULTS.get(adv_estimator, {"context": "solution"}))
+        if adv_estimator == "rlrt":
+            defaults["eps_w"] = _RLRT_EPS_W[self.backbone_kind]
+        filled = {k: v for k, v in defaults.items() if getattr(self, k) is None}
+        if self.max_privileged_prompt_length is None:
+            filled["max_privileged_prompt_length"] = default_privileged_budget(
+                self.context or defaults["context"],
+                max_prompt_length=max_prompt_length,
+                max_response_length=max_response_length,
+            )
+        return dataclasses.replace(self, **filled)
+
+    def needs_teacher(self, adv_estimator: str) -> bool:
+        """True when the advantage or the loss reads teacher log-probs."""
+        return adv_estimator in TEACHER_ESTIMATORS or self.distill_loss_coef > 0.0
+
+
+def load_rlrt_config(cfg: Mapping[str, Any]) -> RlrtConfig:
+    """The resolved ``rlrt:`` section of a full verl config (``algorithm.adv_estimator``, ``data.*`` lengths)."""
+    section = cfg.get("rlrt") if hasattr(cfg, "get") else None
+    algorithm, data = cfg["algorithm"], cfg["data"]
+    return RlrtConfig.from_section(section).resolved(
+        str(algorithm["adv_estimator"]),
+        max_prompt_length=int(data["max_prompt_length"]),
+        max_response_length=int(data["max_response_length"]),
+    )
+
+
+def _to_plain_dict(section: Any) -> dict[str, Any]:
+    if section is None:
+        return {}
+    if isinstance(section, DictConfig):
+        return OmegaConf.to_container(section, resolve=True)
+    if isinstance(section, Mapping):
+        return dict(section)
+    raise ValueError(f"the rlrt section must be a mapping, got {type(section).__name__}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_number(key: str, value: Any) -> None:
+    if not (_is_number(value) and math.isfinite(value)):
+        raise ValueError(f"rlrt.{key} must be a finite number, got {value!r}")
+
+
+def _check_choice(key: str, value: Any, allowed: tuple, *, nullable: bool = False) -> None:
+    if value is None and nullable:
+        return
+    if isinstance(value, bool) or value not in allowed:
+        shown = ", ".join(map(str, allowed)) + (" or null" if nullable else "")
+        raise ValueError(f"rlrt.{key} must be one of {shown}, got {value!r}")
+
+
+def _check_positive_int(key: str, value: Any, *, nullable: bool = False) -> None:
+    if value is None and nullable:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"rlrt.{key} must be an integer >= 1, got {value!r}")

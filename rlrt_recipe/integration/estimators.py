@@ -1,0 +1,109 @@
+"""The advantage estimators ``rlrt``, ``rlsd``, ``opsd`` and ``grpo_opsd``, registered with verl.
+
+Each computes verl's GRPO outcome advantage A with verl's own ``compute_grpo_outcome_advantage`` and
+reshapes it per token with ``rlrt_recipe.signals``. Signature (docs/methods.md, "Contracts"):
+
+    fn(token_level_rewards, response_mask, index, config=None, *, old_log_probs, teacher_log_probs,
+       correct, has_teacher, global_step, rlrt_cfg) -> (advantages, returns)
+
+verl's stock trainers pass only the first four arguments; the teacher fields come from the ``rlrt_sync``
+trainer's ``_compute_advantage``, so a missing keyword is an error that says which trainer mode to set.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, compute_grpo_outcome_advantage, register_adv_est
+
+from rlrt_recipe import signals
+from rlrt_recipe.config import RlrtConfig
+from rlrt_recipe.integration.registry import register_once
+
+
+def grpo_advantages(
+    token_level_rewards: torch.Tensor, response_mask: torch.Tensor, index: np.ndarray, config: Any = None
+) -> torch.Tensor:
+    """A: verl's GRPO outcome advantage, ``norm_adv_by_std_in_grpo`` taken from the algorithm config."""
+    norm_by_std = True if config is None else bool(config.get("norm_adv_by_std_in_grpo", True))
+    advantages, _ = compute_grpo_outcome_advantage(
+        token_level_rewards=token_level_rewards,
+        response_mask=response_mask,
+        index=index,
+        norm_adv_by_std_in_grpo=norm_by_std,
+        config=config,
+    )
+    return advantages
+
+
+def _reweighted(delta, response_mask, grpo, *, correct, has_teacher, global_step, rlrt_cfg) -> torch.Tensor:
+    """rlrt, rlsd: Â_t = A·((1 − λ_k) + λ_k·w_t) on gated rows with a teacher, else A."""
+    lam = signals.lambda_at(
+        global_step, schedule=rlrt_cfg.lambda_schedule, lam0=rlrt_cfg.lambda_0, decay_steps=rlrt_cfg.lambda_decay_steps
+    )
+    return signals.reweighted_advantages(
+        delta, grpo(), response_mask, correct=correct, has_teacher=has_teacher, direction=rlrt_cfg.direction,
+        gate=rlrt_cfg.gate, lam=lam, eps_w=rlrt_cfg.eps_w,
+    )
+
+
+def _opsd(delta, response_mask, grpo, *, rlrt_cfg, **_) -> torch.Tensor:
+    """opsd (sampled-token OPSD): Â_t = Δ_t, no reward; rows without a teacher carry Δ = 0."""
+    return signals.opsd_advantages(delta, response_mask)
+
+
+def _grpo_opsd(delta, response_mask, grpo, *, rlrt_cfg, **_) -> torch.Tensor:
+    """grpo_opsd: Â_t = A + β·Δ_t with β = rlrt.distill_adv_coef."""
+    return signals.opsd_advantages(delta, response_mask, adv=grpo(), beta=rlrt_cfg.distill_adv_coef)
+
+
+_ADVANTAGE_OF = {"rlrt": _reweighted, "rlsd": _reweighted, "opsd": _opsd, "grpo_opsd": _grpo_opsd}
+
+
+def _estimator(name: str):
+    """The verl-registrable estimator ``name``: checks the teacher fields, forms Δ, applies its advantage."""
+    advantage_of = _ADVANTAGE_OF[name]
+
+    def estimator(
+        token_level_rewards: torch.Tensor,
+        response_mask: torch.Tensor,
+        index: np.ndarray,
+        config: Any = None,
+        *,
+        old_log_probs: torch.Tensor | None = None,
+        teacher_log_probs: torch.Tensor | None = None,
+        correct: torch.Tensor | None = None,
+        has_teacher: torch.Tensor | None = None,
+        global_step: int | None = None,
+        rlrt_cfg: RlrtConfig | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        given = dict(old_log_probs=old_log_probs, teacher_log_probs=teacher_log_probs, correct=correct,
+                     has_teacher=has_teacher, global_step=global_step, rlrt_cfg=rlrt_cfg)
+        missing = [key for key, value in given.items() if value is None]
+        if missing:
+            raise ValueError(
+                f"advantage estimator '{name}' was called without {', '.join(missing)}: it needs the teacher "
+                "step, set trainer.v1.trainer_mode=rlrt_sync"
+            )
+        if not isinstance(rlrt_cfg, RlrtConfig) or rlrt_cfg.max_privileged_prompt_length is None:
+            raise TypeError(f"advantage estimator '{name}' needs a resolved RlrtConfig, got {rlrt_cfg!r}")
+        delta = teacher_log_probs.float() - old_log_probs.float()  # [B, T] Δ = τ − s
+
+        def grpo() -> torch.Tensor:
+            return grpo_advantages(token_level_rewards, response_mask, index, config)  # [B, T]
+
+        adv_hat = advantage_of(
+            delta, response_mask, grpo, correct=correct, has_teacher=has_teacher, global_step=global_step,
+            rlrt_cfg=rlrt_cfg,
+        )  # [B, T]
+        return adv_hat, adv_hat
+
+    estimator.__name__ = estimator.__qualname__ = f"compute_{name}_advantage"
+    estimator.__doc__ = f"verl advantage estimator '{name}': {advantage_of.__doc__}"
+    return estimator
+
+
+for _name in _ADVANTAGE_OF:
+    register_once(ADV_ESTIMATOR_REGISTRY, register_adv_est, _name)(_estimator(_name))

@@ -1,0 +1,99 @@
+"""The ``rlrt`` policy loss: verl's clipped surrogate plus an optional self-distillation term.
+
+    L = L_verl + β_loss · agg_t( KL_est(log π_θ(y_t), τ_t) · [row has a teacher] )   over response tokens
+
+``L_verl`` is verl's ``ppo_loss`` unchanged (vanilla surrogate with dual clip, entropy bonus, KL loss,
+rollout-IS weights), ``KL_est`` one of verl's ``kl_penalty`` estimators (``rlrt.distill_kl_type``), ``agg``
+verl's ``agg_loss`` with the actor's ``loss_agg_mode``, and τ the teacher log-probs, which never get a
+gradient. β_loss = 0 returns ``ppo_loss``'s result untouched, i.e. verl's ``vanilla`` bit for bit.
+
+verl calls a registered policy loss with a fixed argument list that cannot carry ``teacher_log_probs``, so
+the term lives in ``rlrt_ppo_loss``, the loss function the ``rlrt_sync`` trainer installs with
+``set_loss_fn``; the registered ``rlrt`` policy loss computes the surrogate and refuses to run outside it,
+so the term can never be dropped silently.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from typing import Any
+
+import torch
+from tensordict import TensorDict
+from verl.trainer.ppo.core_algos import (
+    POLICY_LOSS_REGISTRY,
+    agg_loss,
+    compute_policy_loss_vanilla,
+    kl_penalty,
+    register_policy_loss,
+)
+from verl.utils.metric import Metric
+from verl.workers.utils.losses import ppo_loss
+from verl.workers.utils.padding import no_padding_2_padding
+
+from rlrt_recipe.integration.registry import register_once
+
+# True while rlrt_ppo_loss runs verl's ppo_loss: the registered `rlrt` loss is being called from inside it.
+_INSIDE_RLRT_LOSS = contextvars.ContextVar("inside_rlrt_ppo_loss", default=False)
+
+
+@register_once(POLICY_LOSS_REGISTRY, register_policy_loss, "rlrt")
+def compute_policy_loss_rlrt(
+    old_log_prob: torch.Tensor,
+    log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    response_mask: torch.Tensor,
+    loss_agg_mode: str = "token-mean",
+    config: Any = None,
+    rollout_is_weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """verl's vanilla surrogate min(ρ_t Â_t, clip(ρ_t, 1 − ε_low, 1 + ε_high) Â_t), dual clip for Â_t < 0."""
+    if not _INSIDE_RLRT_LOSS.get():
+        raise RuntimeError(
+            "actor.policy_loss.loss_mode=rlrt adds the distillation term through the loss function that the "
+            "rlrt_sync trainer installs; set trainer.v1.trainer_mode=rlrt_sync (or use loss_mode=vanilla)"
+        )
+    return compute_policy_loss_vanilla(
+        old_log_prob=old_log_prob,
+        log_prob=log_prob,
+        advantages=advantages,
+        response_mask=response_mask,
+        loss_agg_mode=loss_agg_mode,
+        config=config,
+        rollout_is_weights=rollout_is_weights,
+    )
+
+
+def rlrt_ppo_loss(
+    config: Any,
+    model_output: dict[str, torch.Tensor],
+    data: TensorDict,
+    dp_group: Any = None,
+    *,
+    distill_loss_coef: float,
+    distill_kl_type: str,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """verl's ``ppo_loss`` + β_loss · agg(KL_est(log π_θ, τ) on rows with ``has_teacher``, 0 elsewhere); install with
+    ``functools.partial(rlrt_ppo_loss, config=actor_config, distill_loss_coef=β, distill_kl_type=kind)``."""
+    token = _INSIDE_RLRT_LOSS.set(True)
+    try:
+        loss, metrics = ppo_loss(config, model_output, data, dp_group)
+    finally:
+        _INSIDE_RLRT_LOSS.reset(token)
+    if distill_loss_coef == 0.0:
+        return loss, metrics
+
+    for key in ("teacher_log_probs", "has_teacher"):
+        if key not in data.keys():
+            raise KeyError(f"the rlrt loss needs '{key}' in every micro-batch; the rlrt_sync teacher step writes it")
+    log_prob = no_padding_2_padding(model_output["log_probs"], data)  # [b, T] with grad
+    padded = data.select("teacher_log_probs", "response_mask").to_padded_tensor()
+    teacher = padded["teacher_log_probs"].detach().to(log_prob.dtype)  # [b, T] τ, never differentiated
+    response = padded["response_mask"].bool()  # [b, T]
+    scored = response & data["has_teacher"].bool().reshape(-1, 1)  # [b, T] tokens of rows with a teacher
+    kl = kl_penalty(logprob=log_prob, ref_logprob=teacher, kl_penalty=distill_kl_type)  # [b, T]
+    kl = torch.where(scored, kl, 0.0)  # rows without a teacher hold τ = s: they contribute 0, not KL to θ_old
+    # Aggregated over all response tokens, like the surrogate, so the term has the surrogate's normalisation.
+    distill = agg_loss(loss_mat=kl, loss_mask=response, loss_agg_mode=config.loss_agg_mode, **config.global_batch_info)
+    metrics["actor/distill_loss"] = Metric(value=distill, aggregation=metrics["actor/pg_loss"].aggregation)
+    return loss + distill_loss_coef * distill, metrics

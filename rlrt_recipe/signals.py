@@ -1,0 +1,142 @@
+"""The token-weight math of RLSD, RLRT and OPSD: pure torch, no verl import (docs/methods.md).
+
+Symbols, per rollout i of a prompt's group and response position t:
+    A      GRPO outcome advantage of the rollout (verl's output, broadcast over the response)
+    Δ_t    sg(τ_t − s_t): teacher minus student log-prob of the sampled token ("privileged gain")
+    d      direction: +1 follows the teacher (RLSD), −1 reverses it (RLRT)
+    λ_k    mixing weight at verl's 1-based global step k;  ε_w  clip of the token weight
+
+    w_t = clip( exp(d · sign(A) · Δ_t), 1 − ε_w, 1 + ε_w )
+    Â_t = A · ((1 − λ_k) + λ_k · w_t)   for rows with a teacher that pass the gate, else A
+
+Conventions shared by every function here: tensors are ``[B, T]`` (``correct`` and ``has_teacher`` are
+bool ``[B]``), tensor arguments come first and scalars are keyword-only; ``mask`` may be bool, int or
+float (nonzero = response token); computation and outputs are float32; masked positions are selected
+with ``torch.where`` (never multiplied), so they hold exactly w = 1 and Â = 0 whatever the inputs hold
+there, NaN and inf included. A non-finite Δ at a response position raises ``ValueError`` naming rows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+DIRECTIONS = (1, -1)
+GATES = ("all", "correct")
+LAMBDA_SCHEDULES = ("constant", "linear_decay")
+
+
+def token_weights(
+    delta: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor, *, direction: int, eps_w: float
+) -> torch.Tensor:
+    """w_t = clip(exp(d · sign(A) · Δ_t), 1 − ε_w, 1 + ε_w); exactly 1 at masked positions and where A = 0."""
+    _check_direction(direction)
+    _check_eps_w(eps_w)
+    response = _response_positions(mask, like=delta)  # [B, T] bool
+    delta = _finite_delta(delta, response)  # [B, T] float32, 0 off the response
+    sign = torch.where(response, torch.sign(adv.float()), 0.0)  # [B, T]
+    weight = torch.exp(direction * sign * delta).clamp(1.0 - eps_w, 1.0 + eps_w)  # [B, T]
+    return torch.where(response & (sign != 0), weight, 1.0)  # [B, T]
+
+
+def reweighted_advantages(
+    delta: torch.Tensor,
+    adv: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    correct: torch.Tensor,
+    has_teacher: torch.Tensor,
+    direction: int,
+    gate: str,
+    lam: float,
+    eps_w: float,
+) -> torch.Tensor:
+    """Â_t = A · ((1 − λ) + λ · w_t) on rows with a teacher that pass the gate, Â_t = A elsewhere, 0 off mask.
+
+    Written as A + A · λ · (w_t − 1), the same value, so that λ = 0 or w_t = 1 (τ = s) return A bit for bit.
+    ``gate="correct"`` reweights only rows with ``correct``; ``gate="all"`` every row with a teacher.
+    """
+    if gate not in GATES:
+        raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
+    _check_lambda(lam)
+    weight = token_weights(delta, adv, mask, direction=direction, eps_w=eps_w)  # [B, T]
+    response = _response_positions(mask, like=delta)  # [B, T]
+    for name, flags in (("correct", correct), ("has_teacher", has_teacher)):
+        if flags.shape != delta.shape[:1]:
+            raise ValueError(f"{name} must be a bool [B] tensor with B = {delta.shape[0]}, got {tuple(flags.shape)}")
+    adv = torch.where(response, adv.float(), 0.0)  # [B, T]
+    reweighted_rows = has_teacher.bool() & (correct.bool() if gate == "correct" else True)  # [B]
+    reweighted = adv + adv * (lam * (weight - 1.0))  # [B, T]
+    return torch.where(reweighted_rows[:, None] & response, reweighted, adv)  # [B, T]
+
+
+def opsd_advantages(
+    delta: torch.Tensor, mask: torch.Tensor, *, adv: torch.Tensor | None = None, beta: float | None = None
+) -> torch.Tensor:
+    """Sampled-token OPSD: Â_t = Δ_t; with ``adv`` and ``beta`` (grpo_opsd): Â_t = A + β · Δ_t; 0 off mask.
+
+    Δ_t as an advantage is the score-function gradient that lowers KL(π_θ ‖ π_T) on the student's own tokens.
+    """
+    if (adv is None) != (beta is None):
+        raise ValueError("opsd_advantages takes adv and beta together (grpo_opsd) or neither (opsd)")
+    response = _response_positions(mask, like=delta)  # [B, T]
+    delta = _finite_delta(delta, response)  # [B, T]
+    if adv is None:
+        return delta
+    if not math.isfinite(beta):
+        raise ValueError(f"beta must be finite, got {beta}")
+    return torch.where(response, adv.float() + beta * delta, 0.0)  # [B, T]
+
+
+def lambda_at(step: int, *, schedule: str, lam0: float, decay_steps: int | None = None) -> float:
+    """λ_k at verl's 1-based ``global_steps`` k: λ₀ ("constant") or λ₀ · max(0, 1 − (k − 1)/K) ("linear_decay")."""
+    if step < 1:
+        raise ValueError(f"step is verl's 1-based global_steps and must be >= 1, got {step}")
+    _check_lambda(lam0)
+    if schedule == "constant":
+        return float(lam0)
+    if schedule == "linear_decay":
+        if decay_steps is None or decay_steps < 1:
+            raise ValueError(f"linear_decay needs decay_steps >= 1, got {decay_steps}")
+        return float(lam0) * max(0.0, 1.0 - (step - 1) / decay_steps)
+    raise ValueError(f"schedule must be one of {LAMBDA_SCHEDULES}, got {schedule!r}")
+
+
+def _response_positions(mask: torch.Tensor, *, like: torch.Tensor) -> torch.Tensor:
+    if mask.shape != like.shape or mask.dim() != 2:
+        raise ValueError(f"mask and delta must both be [B, T], got {tuple(mask.shape)} and {tuple(like.shape)}")
+    return mask != 0
+
+
+def nonfinite_rows(values: torch.Tensor, mask: torch.Tensor) -> list[int]:
+    """Indices of the rows of ``values`` [B, T] that hold NaN or ±inf at a response position of ``mask``."""
+    bad = (mask != 0) & ~torch.isfinite(values)  # [B, T]
+    return bad.any(dim=1).nonzero().flatten().tolist()
+
+
+def _finite_delta(delta: torch.Tensor, response: torch.Tensor) -> torch.Tensor:
+    """Δ in float32 with zeros off the response; raises if Δ is NaN or ±inf at a response position."""
+    delta = delta.detach().float()  # stop-gradient: Δ is a signal, never a path for gradients
+    rows = nonfinite_rows(delta, response)
+    if rows:
+        raise ValueError(
+            f"non-finite teacher/student log-prob gap at response positions of rows {rows[:10]}"
+            + (f" (and {len(rows) - 10} more)" if len(rows) > 10 else "")
+        )
+    return torch.where(response, delta, 0.0)
+
+
+def _check_direction(direction: int) -> None:
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be +1 (follow the teacher) or -1 (reverse it), got {direction!r}")
+
+
+def _check_eps_w(eps_w: float) -> None:
+    if not 0.0 < eps_w <= 1.0:
+        raise ValueError(f"eps_w must be in (0, 1], got {eps_w}")
+
+
+def _check_lambda(lam: float) -> None:
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lambda must be in [0, 1], got {lam}")

@@ -1,0 +1,105 @@
+"""The `rlrt:` section: every validation error names its key and value; null fields resolve per estimator."""
+
+import pytest
+from omegaconf import OmegaConf
+
+from rlrt_recipe.config import RlrtConfig, load_rlrt_config
+from rlrt_recipe.privileged import DEFAULT_TEMPLATES
+
+LENGTHS = dict(max_prompt_length=512, max_response_length=2048)
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("correct_threshold", float("nan"), "rlrt.correct_threshold must be a finite number, got nan"),
+        ("correct_threshold", "high", "rlrt.correct_threshold must be a finite number, got 'high'"),
+        ("direction", 0, "rlrt.direction must be one of 1, -1 or null, got 0"),
+        ("gate", "wrong", "rlrt.gate must be one of all, correct or null, got 'wrong'"),
+        ("eps_w", 1.5, "rlrt.eps_w must be in (0, 1], got 1.5"),
+        ("eps_w", 0.0, "rlrt.eps_w must be in (0, 1], got 0.0"),
+        ("backbone_kind", "chat", "rlrt.backbone_kind must be one of base, instruct, thinking, got 'chat'"),
+        ("lambda_schedule", "cosine", "rlrt.lambda_schedule must be one of constant, linear_decay or null, got 'cosine'"),
+        ("lambda_0", -0.1, "rlrt.lambda_0 must be in [0, 1], got -0.1"),
+        ("lambda_decay_steps", 0, "rlrt.lambda_decay_steps must be an integer >= 1, got 0"),
+        ("lambda_decay_steps", 2.5, "rlrt.lambda_decay_steps must be an integer >= 1, got 2.5"),
+        ("distill_adv_coef", -1.0, "rlrt.distill_adv_coef must be a finite number >= 0, got -1.0"),
+        ("distill_loss_coef", float("inf"), "rlrt.distill_loss_coef must be a finite number >= 0, got inf"),
+        ("distill_kl_type", "js", "rlrt.distill_kl_type must be one of"),
+        ("teacher", "ema", "rlrt.teacher must be one of live, frozen, got 'ema'"),
+        ("context", "hint", "rlrt.context must be one of answer, solution, rollout or null, got 'hint'"),
+        ("max_privileged_prompt_length", 0, "rlrt.max_privileged_prompt_length must be an integer >= 1, got 0"),
+        ("sibling_choice", "longest", "rlrt.sibling_choice must be one of random, shortest, got 'longest'"),
+        ("sibling_fallback", "skip", "rlrt.sibling_fallback must be one of answer, solution, none, got 'skip'"),
+        ("sibling_strip_thinking", "yes", "rlrt.sibling_strip_thinking must be true or false, got 'yes'"),
+        ("score_all_rows", 1, "rlrt.score_all_rows must be true or false, got 1"),
+        ("privileged_templates", {"answer": "{answer} only"}, "rlrt.privileged_templates.answer"),
+        ("privileged_templates", {"hint": "{question}"}, "rlrt.privileged_templates.hint"),
+        ("privileged_templates", {"rollout": "{question} {rollout} {x}"}, "rlrt.privileged_templates.rollout"),
+    ],
+)
+def test_invalid_value_names_key_and_value(key, value, message):
+    with pytest.raises(ValueError) as err:
+        RlrtConfig.from_section({key: value})
+    assert message in str(err.value)
+
+
+def test_unknown_key_is_named_with_the_allowed_ones():
+    """There is no rlrt.method key: the estimator is algorithm.adv_estimator."""
+    with pytest.raises(ValueError, match=r"unknown key\(s\) rlrt\.method; allowed: .*eps_w"):
+        RlrtConfig.from_section({"method": "rlrt"})
+
+
+def test_weight_settings_rejected_for_estimators_that_ignore_them():
+    with pytest.raises(ValueError, match=r"rlrt\.eps_w only applies to .*adv_estimator='opsd'"):
+        RlrtConfig(eps_w=0.5).resolved("opsd", **LENGTHS)
+
+
+@pytest.mark.parametrize(
+    "estimator, overrides, expected",
+    [
+        ("rlsd", {}, dict(direction=1, gate="all", eps_w=0.2, lambda_schedule="linear_decay", lambda_0=0.5,
+                          lambda_decay_steps=50, max_privileged_prompt_length=1024)),
+        ("rlrt", {}, dict(direction=-1, gate="correct", eps_w=1.0, lambda_schedule="constant", lambda_0=0.5,
+                          lambda_decay_steps=None, max_privileged_prompt_length=512 + 2048 + 256)),
+        ("rlrt", {"backbone_kind": "instruct"}, dict(eps_w=0.5)),
+        ("rlrt", {"backbone_kind": "thinking"}, dict(eps_w=0.2)),
+        ("rlrt", {"gate": "all"}, dict(gate="all", direction=-1)),  # RLRT-all ablation
+        ("rlrt", {"direction": 1}, dict(direction=1, gate="correct")),  # teacher-up-on-correct ablation
+        ("rlrt", {"eps_w": 0.3, "backbone_kind": "thinking"}, dict(eps_w=0.3)),  # explicit beats backbone
+        ("rlrt", {"context": "answer"}, dict(max_privileged_prompt_length=1024)),
+        ("opsd", {}, dict(direction=None, eps_w=None, max_privileged_prompt_length=1024)),
+        ("grpo_opsd", {}, dict(distill_adv_coef=0.1, max_privileged_prompt_length=1024)),
+        ("grpo", {"distill_loss_coef": 0.1}, dict(distill_loss_coef=0.1, max_privileged_prompt_length=1024)),
+        ("rlsd", {"max_privileged_prompt_length": 4000}, dict(max_privileged_prompt_length=4000)),
+    ],
+)
+def test_member_resolution(estimator, overrides, expected):
+    resolved = RlrtConfig.from_section(overrides).resolved(estimator, **LENGTHS)
+    for key, value in expected.items():
+        assert getattr(resolved, key) == value, key
+
+
+def test_needs_teacher():
+    assert RlrtConfig().needs_teacher("rlrt")
+    assert not RlrtConfig().needs_teacher("grpo")
+    assert RlrtConfig(distill_loss_coef=0.1).needs_teacher("grpo")
+
+
+def test_templates_partial_override_and_identity():
+    """A partial mapping overrides one kind; the identity template "{question}" is allowed."""
+    cfg = RlrtConfig.from_section({"privileged_templates": {"answer": "{question}"}})
+    assert cfg.privileged_templates == {**DEFAULT_TEMPLATES, "answer": "{question}"}
+
+
+def test_load_from_full_omegaconf():
+    """load_rlrt_config reads rlrt:, algorithm.adv_estimator and the data lengths of a verl config."""
+    cfg = OmegaConf.create(
+        {"rlrt": {"backbone_kind": "instruct"}, "algorithm": {"adv_estimator": "rlrt"},
+         "data": {"max_prompt_length": 100, "max_response_length": 200}}
+    )
+    resolved = load_rlrt_config(cfg)
+    assert (resolved.eps_w, resolved.max_privileged_prompt_length) == (0.5, 556)
+    no_section = OmegaConf.create({"algorithm": {"adv_estimator": "rlsd"},
+                                   "data": {"max_prompt_length": 100, "max_response_length": 200}})
+    assert load_rlrt_config(no_section).lambda_decay_steps == 50

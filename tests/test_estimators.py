@@ -1,0 +1,116 @@
+"""The registered estimators against verl's own GRPO estimator and the keyword contract."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.testing import assert_close
+from verl.trainer.config import AlgoConfig
+from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage, get_adv_estimator_fn
+
+import rlrt_recipe.integration.estimators  # noqa: F401 — registers the estimators
+from rlrt_recipe.config import RlrtConfig
+
+NAMES = ("rlrt", "rlsd", "opsd", "grpo_opsd")
+
+
+def _batch(seed=0):
+    """Three groups (sizes 3, 2, 1) with mixed rewards, variable response lengths and a random teacher."""
+    gen = torch.Generator().manual_seed(seed)
+    lengths = [4, 2, 5, 3, 1, 4]
+    mask = torch.zeros(6, 5, dtype=torch.int64)
+    for i, n in enumerate(lengths):
+        mask[i, :n] = 1
+    scores = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])
+    rewards = torch.zeros(6, 5)
+    rewards[torch.arange(6), torch.tensor(lengths) - 1] = scores
+    index = np.array(["a", "a", "a", "b", "b", "c"], dtype=object)
+    old = -torch.rand(6, 5, generator=gen) * 3
+    teacher = -torch.rand(6, 5, generator=gen) * 3
+    return rewards, mask, index, old, teacher, scores >= 0.5
+
+
+def _call(name, rewards, mask, index, norm, **kw):
+    rlrt_cfg = RlrtConfig().resolved(name, max_prompt_length=16, max_response_length=16)
+    kw = dict(dict(correct=torch.ones(6, dtype=torch.bool), has_teacher=torch.ones(6, dtype=torch.bool),
+                   global_step=1, rlrt_cfg=rlrt_cfg), **kw)
+    return get_adv_estimator_fn(name)(rewards, mask, index, AlgoConfig(norm_adv_by_std_in_grpo=norm), **kw)
+
+
+def _verl_grpo(rewards, mask, index, norm):
+    return compute_grpo_outcome_advantage(rewards, mask, index, norm_adv_by_std_in_grpo=norm)[0]
+
+
+@pytest.mark.parametrize("norm", [True, False])
+@pytest.mark.parametrize("name", ["rlrt", "rlsd"])
+def test_equals_verl_grpo_when_lambda_zero(name, norm):
+    """λ = 0 must reproduce verl's grpo estimator exactly (both std settings)."""
+    rewards, mask, index, old, teacher, correct = _batch()
+    cfg = RlrtConfig(lambda_0=0.0).resolved(name, max_prompt_length=16, max_response_length=16)
+    adv, ret = _call(name, rewards, mask, index, norm, old_log_probs=old, teacher_log_probs=teacher,
+                     correct=correct, rlrt_cfg=cfg)
+    assert torch.equal(adv, _verl_grpo(rewards, mask, index, norm))
+    assert torch.equal(ret, adv)
+
+
+@pytest.mark.parametrize("norm", [True, False])
+@pytest.mark.parametrize("name", ["rlrt", "rlsd", "grpo_opsd"])
+def test_equals_verl_grpo_when_teacher_equals_student(name, norm):
+    """τ = s (Δ = 0) must reproduce verl's grpo estimator exactly."""
+    rewards, mask, index, old, _, correct = _batch()
+    adv, _ = _call(name, rewards, mask, index, norm, old_log_probs=old, teacher_log_probs=old.clone(), correct=correct)
+    assert torch.equal(adv, _verl_grpo(rewards, mask, index, norm))
+
+
+@pytest.mark.parametrize("norm", [True, False])
+@pytest.mark.parametrize("name", ["rlrt", "rlsd"])
+def test_equals_verl_grpo_for_rows_without_teacher(name, norm):
+    """Rows with has_teacher = False keep verl's A; rows with a teacher change (Δ ≠ 0)."""
+    rewards, mask, index, old, teacher, correct = _batch()
+    has_teacher = torch.tensor([False, True, False, True, False, True])
+    adv, _ = _call(name, rewards, mask, index, norm, old_log_probs=old, teacher_log_probs=teacher,
+                   correct=correct, has_teacher=has_teacher)
+    grpo = _verl_grpo(rewards, mask, index, norm)
+    assert torch.equal(adv[~has_teacher], grpo[~has_teacher])
+    changed = has_teacher & (grpo.abs().sum(1) > 0)
+    assert not torch.equal(adv[changed], grpo[changed])
+
+
+def test_verl_grpo_facts():
+    """verl's std is unbiased (G = 2, [1, 0] → ±0.7071) and a singleton group gets A = r, not 0."""
+    mask = torch.ones(3, 1)
+    adv = _verl_grpo(torch.tensor([[1.0], [0.0], [1.0]]), mask, np.array(["g", "g", "s"], dtype=object), True)
+    assert_close(adv.flatten(), torch.tensor([1 / math.sqrt(2), -1 / math.sqrt(2), 1.0]), atol=1e-5, rtol=0)
+
+
+def test_rlsd_uses_step_for_lambda():
+    """The rlsd λ schedule is read at global_step: at step 51 (K = 50) λ = 0, so Â = A."""
+    rewards, mask, index, old, teacher, correct = _batch()
+    kw = dict(old_log_probs=old, teacher_log_probs=teacher, correct=correct)
+    grpo = _verl_grpo(rewards, mask, index, True)
+    assert torch.equal(_call("rlsd", rewards, mask, index, True, global_step=51, **kw)[0], grpo)
+    assert not torch.equal(_call("rlsd", rewards, mask, index, True, global_step=1, **kw)[0], grpo)
+
+
+def test_opsd_is_delta_and_grpo_opsd_adds_beta_delta():
+    rewards, mask, index, old, teacher, correct = _batch()
+    kw = dict(old_log_probs=old, teacher_log_probs=teacher, correct=correct)
+    delta = torch.where(mask.bool(), teacher - old, 0.0)
+    assert_close(_call("opsd", rewards, mask, index, True, **kw)[0], delta)
+    expected = _verl_grpo(rewards, mask, index, True) + 0.1 * delta
+    assert_close(_call("grpo_opsd", rewards, mask, index, True, **kw)[0], expected)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_stock_call_names_the_trainer_mode(name):
+    """Called the way verl's stock compute_advantage calls it, the error says to set rlrt_sync."""
+    rewards, mask, index, *_ = _batch()
+    with pytest.raises(ValueError, match=r"old_log_probs.*trainer\.v1\.trainer_mode=rlrt_sync"):
+        get_adv_estimator_fn(name)(token_level_rewards=rewards, response_mask=mask, index=index, config=AlgoConfig())
+
+
+def test_unresolved_config_rejected():
+    rewards, mask, index, old, teacher, correct = _batch()
+    with pytest.raises(TypeError, match="resolved RlrtConfig"):
+        _call("rlrt", rewards, mask, index, True, old_log_probs=old, teacher_log_probs=teacher, rlrt_cfg=RlrtConfig())
