@@ -1,0 +1,147 @@
+"""The ``hf`` rollout server: one transformers model answering verl's token-in/token-out ``generate``.
+
+verl has no base class for a rollout server; the agent loop calls it through ``LLMServerClient.generate``
+(``verl/workers/rollout/llm_server.py:150``) and the trainer drives its lifecycle through
+``RolloutReplica`` (``verl/workers/rollout/replica.py``). This module is what Ray unpickles in the server
+process, so it imports nothing of verl's trainer; it runs one request at a time on one torch thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, GenerationConfig
+from verl.workers.rollout.replica import TokenOutput
+
+#: Sampling keys the agent loop sends (``verl/experimental/agent_loop/agent_loop.py:590``) and we honour.
+_MAX_TOKEN_KEYS = ("max_tokens", "max_new_tokens")
+
+
+class HFRolloutServer:
+    """Generates with ``model.generate`` (fp32, batch of one), stops at EOS, loads the actor's weights.
+
+    ``temperature == 0`` is greedy decoding (verl's validation setting); otherwise multinomial sampling
+    with ``top_p`` and ``top_k`` (``-1`` = off). Log-probs, when asked for, are ``log_softmax(logits / T)``
+    of the chosen token, the same quantity verl's actor computes for ``old_log_probs`` (T = 1 if greedy).
+    """
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        prompt_length: int,
+        response_length: int,
+        attn_implementation: str = "sdpa",
+        seed: int = 0,
+        trust_remote_code: bool = False,
+    ) -> None:
+        # Ray gives this actor no CPU (num_cpus=0): the trainer ranks own the cores.
+        torch.set_num_threads(1)
+        torch.manual_seed(seed)
+        self.model = AutoModelForCausalLM.from_pretrained(
+            model_path,
+            dtype=torch.float32,
+            attn_implementation=attn_implementation,
+            trust_remote_code=trust_remote_code,
+        ).eval()
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            raise ValueError(f"{model_path}: generation_config.json has no eos_token_id; the rollout cannot stop")
+        self.eos_token_ids: list[int] = [eos] if isinstance(eos, int) else list(eos)
+        self.prompt_length = prompt_length
+        self.response_length = response_length
+        self.global_steps: int | None = None
+
+    def generate(
+        self,
+        request_id: str,
+        prompt_ids: list[int],
+        sampling_params: dict[str, Any],
+        image_data: Any = None,
+        video_data: Any = None,
+        **kwargs: Any,
+    ) -> TokenOutput:
+        """Token ids after ``prompt_ids`` up to and including the first EOS (or the token budget)."""
+        if image_data is not None or video_data is not None or kwargs.get("audio_data") is not None:
+            raise ValueError("the hf rollout is text-only; use rollout.name=vllm for multimodal data")
+        repetition_penalty = float(sampling_params.get("repetition_penalty", 1.0))
+        if repetition_penalty != 1.0:
+            raise ValueError(f"the hf rollout supports repetition_penalty=1.0 only, got {repetition_penalty}")
+
+        temperature = float(sampling_params.get("temperature", 1.0))
+        greedy = temperature == 0.0
+        sampling = {} if greedy else {
+            "temperature": temperature,
+            "top_p": float(sampling_params.get("top_p", 1.0)),
+            "top_k": max(int(sampling_params.get("top_k", -1)), 0),  # transformers: 0 = off, verl: -1 = off
+        }
+        generation_config = GenerationConfig(
+            max_new_tokens=self._max_new_tokens(sampling_params, len(prompt_ids)),
+            do_sample=not greedy,
+            eos_token_id=self.eos_token_ids,
+            pad_token_id=self.eos_token_ids[0],
+            return_dict_in_generate=True,
+            output_logits=True,
+            **sampling,
+        )
+        input_ids = torch.tensor([prompt_ids], dtype=torch.long)  # [1, P]
+        with torch.no_grad():
+            output = self.model.generate(
+                input_ids, attention_mask=torch.ones_like(input_ids), generation_config=generation_config
+            )
+        token_ids = output.sequences[0, len(prompt_ids) :].tolist()  # [R]; ends at the first EOS if any
+
+        log_probs = None
+        if sampling_params.get("logprobs"):
+            logits = torch.cat(output.logits, dim=0).float()  # [R, V], raw (unprocessed) logits
+            scaled = logits if greedy else logits / temperature  # [R, V]
+            chosen = torch.tensor(token_ids).unsqueeze(-1)  # [R, 1]
+            log_probs = torch.log_softmax(scaled, dim=-1).gather(-1, chosen).squeeze(-1).tolist()  # [R]
+        return TokenOutput(
+            token_ids=token_ids,
+            log_probs=log_probs,
+            stop_reason="completed",
+            extra_fields={"global_steps": self.global_steps},
+        )
+
+    def _max_new_tokens(self, sampling_params: dict[str, Any], num_prompt_tokens: int) -> int:
+        """The request's own budget if it sets one, else what still fits in response_length; at least 1."""
+        for key in _MAX_TOKEN_KEYS:
+            if key in sampling_params:
+                return max(1, int(sampling_params[key]))
+        room = self.prompt_length + self.response_length - num_prompt_tokens
+        return max(1, min(self.response_length, room))
+
+    def load_weights(self, state_dict: dict[str, torch.Tensor], global_steps: int | None = None) -> None:
+        """Replace every parameter with the actor's full (unsharded) tensor of the same HF name."""
+        expected = {name for name, _ in self.model.named_parameters()}  # tied weights listed once
+        missing = sorted(expected - state_dict.keys())
+        unknown = sorted(state_dict.keys() - {name for name, _ in self.model.state_dict().items()})
+        if missing or unknown:
+            raise ValueError(
+                f"actor weights do not match the rollout model: missing {missing[:5]}, unknown {unknown[:5]}. "
+                "The actor and the rollout must load the same model path."
+            )
+        self.model.load_state_dict(state_dict, strict=False)
+        self.global_steps = global_steps
+
+    # Lifecycle calls verl's replica and trainer make on every server (replica.py, RolloutReplica.*).
+    # A transformers model keeps no KV cache between requests and holds its weights in host memory.
+    def wake_up(self) -> None: ...
+
+    def sleep(self) -> None: ...
+
+    def abort_all_requests(self, reject_request: bool = False) -> None: ...
+
+    def resume_generation(self) -> None: ...
+
+    def clear_kv_cache(self) -> None: ...
+
+    def release_kv_cache(self) -> None: ...
+
+    def resume_kv_cache(self) -> None: ...
+
+    def start_profile(self, **kwargs: Any) -> None: ...
+
+    def stop_profile(self) -> None: ...

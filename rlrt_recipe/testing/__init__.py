@@ -1,0 +1,17 @@
+"""Helpers for tests, scripts and benchmarks: tiny local models, tiny math data, a seeded test reward.
+
+Nothing here downloads anything: the tokenizer is trained locally, the model has random weights.
+"""
+
+from rlrt_recipe.testing.data import DATA_SOURCE, math_rows, write_math_parquet
+from rlrt_recipe.testing.reward import compute_score
+from rlrt_recipe.testing.tiny_model import TinyModelSpec, build_tiny_model
+
+__all__ = [
+    "DATA_SOURCE",
+    "TinyModelSpec",
+    "build_tiny_model",
+    "compute_score",
+    "math_rows",
+    "write_math_parquet",
+]

@@ -1,0 +1,55 @@
+"""Build a tiny random-weight Qwen2 model (+ locally trained tokenizer) and, optionally, tiny math parquet.
+
+    python scripts/make_tiny_model.py --out artifacts/tiny_model
+    python scripts/make_tiny_model.py --out artifacts/bench_model --hidden-size 512 --num-layers 4 --vocab-size 8192
+    python scripts/make_tiny_model.py --out artifacts/tiny_model --data-dir artifacts/tiny_data
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from rlrt_recipe.testing import TinyModelSpec, build_tiny_model, write_math_parquet
+from rlrt_recipe.testing.tiny_model import CHAT_TEMPLATES, num_parameters
+
+
+def main() -> None:
+    defaults = TinyModelSpec()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, help="model directory to write")
+    parser.add_argument("--hidden-size", type=int, default=defaults.hidden_size)
+    parser.add_argument("--num-layers", type=int, default=defaults.num_layers)
+    parser.add_argument("--num-heads", type=int, default=defaults.num_heads)
+    parser.add_argument("--num-kv-heads", type=int, default=defaults.num_kv_heads)
+    parser.add_argument("--intermediate-size", type=int, default=None, help="default: 2 x hidden size")
+    parser.add_argument("--vocab-size", type=int, default=defaults.vocab_size)
+    parser.add_argument("--chat-template", choices=sorted(CHAT_TEMPLATES), default=defaults.chat_template)
+    parser.add_argument("--untied", action="store_true", help="separate lm_head instead of tied embeddings")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--data-dir", default=None, help="also write train.parquet and test.parquet here")
+    parser.add_argument("--train-rows", type=int, default=64)
+    parser.add_argument("--test-rows", type=int, default=8)
+    args = parser.parse_args()
+
+    spec = TinyModelSpec(
+        hidden_size=args.hidden_size,
+        num_layers=args.num_layers,
+        num_heads=args.num_heads,
+        num_kv_heads=args.num_kv_heads,
+        intermediate_size=args.intermediate_size,
+        vocab_size=args.vocab_size,
+        tie_word_embeddings=not args.untied,
+        chat_template=args.chat_template,
+        seed=args.seed,
+    )
+    model_dir = build_tiny_model(args.out, spec)
+    print(f"model: {model_dir} ({num_parameters(model_dir):,} parameters)")
+    if args.data_dir:
+        for split, rows, seed in (("train", args.train_rows, args.seed), ("test", args.test_rows, args.seed + 1)):
+            path = write_math_parquet(os.path.join(args.data_dir, f"{split}.parquet"), rows, seed=seed, split=split)
+            print(f"data: {path} ({rows} rows)")
+
+
+if __name__ == "__main__":
+    main()
