@@ -15,18 +15,16 @@ import functools
 import sys
 
 import verl.utils.distributed as verl_distributed
-from verl.utils.device import get_device_name
 
 CPU_BACKEND = "gloo"
 
 
 def apply_gloo_default() -> None:
-    """Make ``initialize_global_process_group_ray`` default to gloo on the CPU platform. Idempotent."""
+    """Make ``initialize_global_process_group_ray`` default to gloo. Idempotent; only for VERL_PLATFORM=cpu."""
     original = verl_distributed.initialize_global_process_group_ray
     if getattr(original, "rlrt_gloo_default", False):
         return
-    engine_workers = sys.modules.get("verl.workers.engine_workers")
-    if engine_workers is not None:
+    if "verl.workers.engine_workers" in sys.modules:
         raise RuntimeError(
             "rlrt_recipe.cpu was imported after verl.workers.engine_workers, which already holds verl's "
             "process-group function (CUDA backend string). Import rlrt_recipe.cpu first: the rlrt-recipe "
@@ -35,9 +33,7 @@ def apply_gloo_default() -> None:
 
     @functools.wraps(original)
     def initialize_global_process_group_ray(timeout_second=None, backend=None):
-        if backend is None and get_device_name() == "cpu":
-            backend = CPU_BACKEND
-        return original(timeout_second=timeout_second, backend=backend)
+        return original(timeout_second=timeout_second, backend=backend or CPU_BACKEND)
 
     initialize_global_process_group_ray.rlrt_gloo_default = True
     verl_distributed.initialize_global_process_group_ray = initialize_global_process_group_ray

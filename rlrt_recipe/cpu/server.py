@@ -120,7 +120,8 @@ class HFRolloutServer:
         unknown = sorted(state_dict.keys() - {name for name, _ in self.model.state_dict().items()})
         if missing or unknown:
             raise ValueError(
-                f"actor weights do not match the rollout model: missing {missing[:5]}, unknown {unknown[:5]}. "
+                f"actor weights do not match the rollout model: {len(missing)} missing (e.g. {missing[:3]}), "
+                f"{len(unknown)} unknown (e.g. {unknown[:3]}). "
                 "The actor and the rollout must load the same model path."
             )
         self.model.load_state_dict(state_dict, strict=False)
