@@ -27,6 +27,11 @@ GATES = ("all", "correct")
 LAMBDA_SCHEDULES = ("constant", "linear_decay")
 
 
+def privileged_gain(teacher_log_probs: torch.Tensor, old_log_probs: torch.Tensor) -> torch.Tensor:
+    """Δ_t = sg(τ_t − s_t) in float32: how much more likely the privileged teacher finds the sampled token."""
+    return teacher_log_probs.detach().float() - old_log_probs.detach().float()  # [B, T]
+
+
 def token_weights(
     delta: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor, *, direction: int, eps_w: float
 ) -> torch.Tensor:
@@ -36,8 +41,13 @@ def token_weights(
     response = _response_positions(mask, like=delta)  # [B, T] bool
     delta = _finite_delta(delta, response)  # [B, T] float32, 0 off the response
     sign = torch.where(response, torch.sign(adv.float()), 0.0)  # [B, T]
-    weight = torch.exp(direction * sign * delta).clamp(1.0 - eps_w, 1.0 + eps_w)  # [B, T]
+    weight = _unclipped_weights(delta, sign, direction).clamp(1.0 - eps_w, 1.0 + eps_w)  # [B, T]
     return torch.where(response & (sign != 0), weight, 1.0)  # [B, T]
+
+
+def _unclipped_weights(delta: torch.Tensor, sign: torch.Tensor, direction: int) -> torch.Tensor:
+    """exp(d · sign(A) · Δ_t), before the clip."""
+    return torch.exp(direction * sign * delta)
 
 
 def reweighted_advantages(
@@ -107,6 +117,46 @@ def _response_positions(mask: torch.Tensor, *, like: torch.Tensor) -> torch.Tens
     if mask.shape != like.shape or mask.dim() != 2:
         raise ValueError(f"mask and delta must both be [B, T], got {tuple(mask.shape)} and {tuple(like.shape)}")
     return mask != 0
+
+
+def gap_statistics(
+    delta: torch.Tensor,
+    adv: torch.Tensor,
+    mask: torch.Tensor,
+    rows: torch.Tensor,
+    *,
+    direction: int | None = None,
+    eps_w: float | None = None,
+) -> dict[str, float]:
+    """Summary of Δ (and of w when ``direction``/``eps_w`` are given) over response tokens of the selected
+    ``rows`` [B] with A ≠ 0: Δ mean, std, mean |Δ|, fraction Δ > 0; w mean and the fractions at 1 − ε_w and 1 + ε_w.
+
+    Keys: ``delta_mean``, ``delta_std``, ``delta_abs_mean``, ``delta_pos_frac``, ``w_mean``, ``w_clip_low_frac``,
+    ``w_clip_high_frac``; all 0.0 when no token is selected.
+    """
+    response = _response_positions(mask, like=delta)  # [B, T]
+    selected = response & rows.bool()[:, None] & (torch.where(response, adv.float(), 0.0) != 0)  # [B, T]
+    gaps = _finite_delta(delta, response)[selected]  # [N]
+    stats = {"delta_mean": 0.0, "delta_std": 0.0, "delta_abs_mean": 0.0, "delta_pos_frac": 0.0}
+    if gaps.numel():
+        stats.update(
+            delta_mean=gaps.mean().item(),
+            delta_std=gaps.std(unbiased=False).item(),
+            delta_abs_mean=gaps.abs().mean().item(),
+            delta_pos_frac=(gaps > 0).float().mean().item(),
+        )
+    if direction is not None and eps_w is not None:
+        _check_direction(direction)
+        _check_eps_w(eps_w)
+        unclipped = _unclipped_weights(gaps, torch.sign(adv.float()[selected]), direction)  # [N]
+        stats.update({"w_mean": 0.0, "w_clip_low_frac": 0.0, "w_clip_high_frac": 0.0})
+        if unclipped.numel():
+            stats.update(
+                w_mean=unclipped.clamp(1.0 - eps_w, 1.0 + eps_w).mean().item(),
+                w_clip_low_frac=(unclipped < 1.0 - eps_w).float().mean().item(),
+                w_clip_high_frac=(unclipped > 1.0 + eps_w).float().mean().item(),
+            )
+    return stats
 
 
 def nonfinite_rows(values: torch.Tensor, mask: torch.Tensor) -> list[int]:

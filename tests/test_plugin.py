@@ -28,7 +28,7 @@ def test_entry_point_registers_on_bare_import_verl():
     names, stderr = _probe()
     assert OURS <= set(names["adv"])
     assert "rlrt" in names["loss"]
-    assert "rlrt-recipe plug-in loaded: estimators, policy loss" in stderr
+    assert "rlrt-recipe plug-in loaded: estimators, policy loss, trainer" in stderr
 
 
 def test_external_modules_fallback():

@@ -239,3 +239,21 @@ def test_half_precision_inputs_computed_in_float32():
     """bf16 log-prob gaps are promoted: outputs are float32 whatever the input dtype."""
     out = _adv_hat(1, "all", 0.2, delta=DELTA.bfloat16(), adv=ADV.bfloat16())
     assert out.dtype == torch.float32
+
+
+def test_gap_statistics_hand_computed():
+    """Stats cover response tokens of selected rows with A ≠ 0 only: here row 0's first two tokens."""
+    from rlrt_recipe.signals import gap_statistics
+
+    delta = torch.tensor([[0.5, -1.0, 9.0], [3.0, 3.0, 3.0]])
+    adv = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    stats = gap_statistics(delta, adv, mask, torch.tensor([True, True]), direction=1, eps_w=0.2)
+    assert stats["delta_mean"] == pytest.approx(-0.25)
+    assert stats["delta_std"] == pytest.approx(0.75)
+    assert stats["delta_abs_mean"] == pytest.approx(0.75)
+    assert stats["delta_pos_frac"] == pytest.approx(0.5)
+    assert stats["w_mean"] == pytest.approx((1.2 + 0.8) / 2)
+    assert (stats["w_clip_low_frac"], stats["w_clip_high_frac"]) == (0.5, 0.5)
+    empty = gap_statistics(delta, adv, mask, torch.tensor([False, False]))
+    assert empty == {"delta_mean": 0.0, "delta_std": 0.0, "delta_abs_mean": 0.0, "delta_pos_frac": 0.0}

@@ -89,7 +89,7 @@ def _estimator(name: str):
             )
         if not isinstance(rlrt_cfg, RlrtConfig) or rlrt_cfg.max_privileged_prompt_length is None:
             raise TypeError(f"advantage estimator '{name}' needs a resolved RlrtConfig, got {rlrt_cfg!r}")
-        delta = teacher_log_probs.float() - old_log_probs.float()  # [B, T] Δ = τ − s
+        delta = signals.privileged_gain(teacher_log_probs, old_log_probs)  # [B, T]
 
         def grpo() -> torch.Tensor:
             return grpo_advantages(token_level_rewards, response_mask, index, config)  # [B, T]

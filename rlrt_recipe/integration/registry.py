@@ -28,3 +28,21 @@ def register_once(
 
 def _qualified_name(fn: Callable) -> str:
     return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+#: What a verl process must hold after ``import verl`` for the rlrt_sync trainer's workers to run.
+EXPECTED_ESTIMATORS = ("rlrt", "rlsd", "opsd", "grpo_opsd")
+EXPECTED_POLICY_LOSSES = ("rlrt",)
+
+
+def missing_registrations() -> list[str]:
+    """Our names that verl's registries lack in this process after ``import verl`` (empty when all is well).
+
+    Kept in this light module so that a Ray task can run it without importing the plug-in itself first.
+    """
+    import verl  # noqa: F401 — loads the plug-in the way every verl process does
+    from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, POLICY_LOSS_REGISTRY
+
+    return [f"advantage estimator '{n}'" for n in EXPECTED_ESTIMATORS if n not in ADV_ESTIMATOR_REGISTRY] + [
+        f"policy loss '{n}'" for n in EXPECTED_POLICY_LOSSES if n not in POLICY_LOSS_REGISTRY
+    ]

@@ -1,0 +1,274 @@
+"""The reference-with-privilege step: teacher log-probs τ for a step's rollouts, from the actor's own shards.
+
+Once per training step, after verl's old log-probs s:
+1. re-render every real row's student prompt with verl's continuous-token builder and check it equals the
+   stored ``prompts`` (verl silently left-truncates over-long prompts; a mismatch would misalign τ);
+2. choose the rows whose advantage depends on τ and build their teacher messages (``privileged.py``);
+3. tokenise them with the same builder (same chat template, generation prefix and thinking tags), append
+   the student's response ids unchanged, pad the batch to the data-parallel multiple with minimal rows;
+4. score them in one ``compute_log_prob`` call on the actor worker group (the current FSDP shards, no
+   second copy of the weights) and slice the response window from the end of each row, so τ_t aligns token
+   for token with s_t;
+5. return ``teacher_log_probs`` for **every** row (s where unscored, so Δ = 0), ``has_teacher`` and
+   ``correct``, plus the step's ``rlrt/*`` metrics about the teacher.
+
+No formula lives here; the verl-facing I/O (TransferQueue, the worker group) stays in the trainer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from tensordict import TensorDict
+from verl.utils import tensordict_utils as tu
+from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
+from verl.workers.utils.padding import response_from_nested
+
+from rlrt_recipe import privileged
+from rlrt_recipe.config import WEIGHTED_ESTIMATORS, RlrtConfig
+from rlrt_recipe.integration.estimators import grpo_advantages
+from rlrt_recipe.signals import nonfinite_rows
+
+#: Fields the teacher step reads from the stored batch.
+INPUT_FIELDS = (
+    "prompts", "responses", "response_mask", "old_log_probs", "rm_scores",
+    "raw_prompt", "reward_model", "extra_info", "data_source", "uid",
+)
+#: Fields it writes for every row.
+OUTPUT_FIELDS = ("teacher_log_probs", "has_teacher", "correct")
+
+ComputeLogProb = Callable[[TensorDict], TensorDict]
+
+
+def _nested(rows: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.nested.as_nested_tensor(list(rows), layout=torch.jagged)
+
+
+@dataclass
+class TeacherBatchLayout:
+    """How teacher rows are batched for ``compute_log_prob``.
+
+    ``dp_size`` ranks each take a contiguous, equal chunk; without dynamic batch size each chunk must also
+    split into ``micro_batch_size_per_gpu`` rows; with it, the call carries its own token budget (at least
+    its longest row), leaving the student and training budgets untouched.
+    """
+
+    dp_size: int
+    micro_batch_size_per_gpu: int | None
+    max_token_len_per_gpu: int | None  # set iff use_dynamic_bsz
+    temperature: float
+    no_lora_adapter: bool = False
+
+    def multiple(self) -> int:
+        return self.dp_size * (1 if self.max_token_len_per_gpu else (self.micro_batch_size_per_gpu or 1))
+
+
+class TeacherStep:
+    """Builds, scores and aligns the privileged teacher rows of one step (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        rlrt_cfg: RlrtConfig,
+        adv_estimator: str,
+        tokenizer: Any,
+        hf_model_type: str | None,
+        chat_template_kwargs: dict[str, Any],
+        prompt_length: int,
+        layout: TeacherBatchLayout,
+        algorithm_config: Any = None,
+        use_kl_in_reward: bool = False,
+    ):
+        self.cfg = rlrt_cfg
+        self.adv_estimator = adv_estimator
+        self.tokenizer = tokenizer
+        self.builder = create_continuous_token_builder(
+            tokenizer, hf_model_type=hf_model_type, chat_template_kwargs=chat_template_kwargs
+        )
+        self.prompt_length = prompt_length
+        self.layout = layout
+        self.algorithm_config = algorithm_config
+        self.use_kl_in_reward = use_kl_in_reward
+        self.context = rlrt_cfg.context or "solution"
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self._rendered: dict[str, list[int]] = {}
+
+    # ------------------------------------------------------------------ the step
+
+    def run(
+        self, data: TensorDict, is_padding: Sequence[bool], step: int, compute_log_prob: ComputeLogProb
+    ) -> tuple[TensorDict, dict[str, float]]:
+        """Teacher fields for every row of ``data`` (the stored batch, ``INPUT_FIELDS``) and the step's metrics."""
+        self._rendered: dict[str, list[int]] = {}
+        n = len(is_padding)
+        real = torch.tensor([not p for p in is_padding], dtype=torch.bool)  # [B]
+        rows = [
+            privileged.RowInfo.from_fields(
+                i, raw_prompt=data["raw_prompt"][i], reward_model=data["reward_model"][i],
+                extra_info=data["extra_info"][i], data_source=data["data_source"][i], uid=data["uid"][i],
+            )
+            for i in range(n)
+        ]
+        prompts, responses = data["prompts"].unbind(), data["responses"].unbind()
+        self.check_student_prompts(rows, prompts, real)
+
+        padded = data.select("rm_scores", "response_mask", "old_log_probs").to_padded_tensor()
+        response_mask = padded["response_mask"]  # [B, T]
+        scores = padded["rm_scores"].float().sum(-1)  # [B] r⁽ⁱ⁾
+        correct = (scores >= self.cfg.correct_threshold) & real  # [B]; padding rows are never correct
+        texts = self.tokenizer.batch_decode([r.tolist() for r in responses], skip_special_tokens=True)
+        scored = self.rows_to_score(padded["rm_scores"], response_mask, rows, real, correct)  # [B]
+
+        contexts = privileged.teacher_contexts(
+            rows, context=self.context, scored=scored.tolist(), count_tokens=self._count_tokens,
+            budget=self.cfg.max_privileged_prompt_length, templates=self.cfg.privileged_templates,
+            correct=correct.tolist(), texts=texts, step=step, sibling_choice=self.cfg.sibling_choice,
+            sibling_fallback=self.cfg.sibling_fallback, sibling_strip_thinking=self.cfg.sibling_strip_thinking,
+        )
+        teacher_rows = [i for i, ctx in enumerate(contexts) if ctx.messages is not None]
+        teacher_prompts = [self._render(contexts[i].messages) for i in teacher_rows]
+        scored_log_probs = self.score(teacher_prompts, [responses[i] for i in teacher_rows], compute_log_prob)
+
+        old = data["old_log_probs"].unbind()
+        teacher = list(old)  # unscored rows get s: Δ = 0
+        for i, log_probs in zip(teacher_rows, scored_log_probs):
+            teacher[i] = log_probs.to(old[i].dtype)
+        has_teacher = torch.zeros(n, dtype=torch.bool)
+        has_teacher[teacher_rows] = True
+        self.check_finite(teacher, old, response_mask, rows, has_teacher)
+
+        fields = TensorDict(
+            {"teacher_log_probs": _nested(teacher), "has_teacher": has_teacher, "correct": correct}, batch_size=[n]
+        )
+        metrics = self.metrics(
+            rows=rows, real=real, correct=correct, scored=scored, contexts=contexts, texts=texts,
+            scores=scores, teacher_prompts=teacher_prompts, teacher_rows=teacher_rows,
+            prompts=prompts, response_mask=response_mask,
+        )
+        return fields, metrics
+
+    # ------------------------------------------------------------------ pieces
+
+    def check_student_prompts(self, rows: Sequence[privileged.RowInfo], prompts: Sequence[torch.Tensor],
+                              real: torch.Tensor) -> None:
+        """Re-render each real row's student messages; they must equal the stored prompt ids token for token."""
+        for row, stored in zip(rows, prompts):
+            if not real[row.index]:
+                continue
+            rendered = self._render(list(row.messages))
+            if len(rendered) > self.prompt_length:
+                raise ValueError(
+                    f"{row.where()}: the student prompt is {len(rendered)} tokens, over rollout.prompt_length="
+                    f"{self.prompt_length} (data.max_prompt_length), and verl left-truncated it; the teacher would "
+                    "see a different question. Set data.filter_overlong_prompts=True or raise data.max_prompt_length"
+                )
+            if rendered != stored.tolist():
+                raise ValueError(
+                    f"{row.where()}: re-rendering raw_prompt gives {len(rendered)} tokens that differ from the "
+                    f"{len(stored)} stored prompt tokens; the teacher prompt would not match the student's "
+                    "(check data.apply_chat_template_kwargs and the model's chat template)"
+                )
+
+    def rows_to_score(self, rm_scores: torch.Tensor, response_mask: torch.Tensor,
+                      rows: Sequence[privileged.RowInfo], real: torch.Tensor, correct: torch.Tensor) -> torch.Tensor:
+        """Rows whose Â depends on τ: real rows with response tokens, and for rlrt/rlsd passing the gate
+        with A ≠ 0 (with KL in the reward A is unknown here, so A ≠ 0 is assumed); every such row under
+        ``rlrt.score_all_rows``."""
+        candidates = real & (response_mask.sum(-1) > 0)  # [B]
+        if self.cfg.score_all_rows or self.adv_estimator not in WEIGHTED_ESTIMATORS:
+            return candidates
+        gate = correct if self.cfg.gate == "correct" else torch.ones_like(correct)  # [B]
+        if self.use_kl_in_reward:
+            return candidates & gate
+        index = np.array([row.uid for row in rows], dtype=object)
+        adv = grpo_advantages(rm_scores, response_mask, index, self.algorithm_config)  # [B, T]
+        return candidates & gate & (adv != 0).any(-1)
+
+    def score(self, prompt_ids: Sequence[list[int]], response_ids: Sequence[torch.Tensor],
+              compute_log_prob: ComputeLogProb) -> list[torch.Tensor]:
+        """τ over each response: one ``compute_log_prob`` call on rows ``prompt ‖ response`` (padded to the layout)."""
+        if not prompt_ids:
+            return []
+        prompts = [torch.tensor(p, dtype=torch.int64) for p in prompt_ids]
+        responses = [r.to(torch.int64) for r in response_ids]
+        masks = [torch.ones(len(r), dtype=torch.int64) for r in responses]
+        n_pad = -len(prompts) % self.layout.multiple()
+        pad = torch.tensor([self.pad_id], dtype=torch.int64)
+        prompts += [pad] * n_pad  # minimal rows for the data-parallel split; never read back
+        responses += [pad] * n_pad
+        masks += [torch.zeros(1, dtype=torch.int64)] * n_pad
+        input_ids = [torch.cat([p, r]) for p, r in zip(prompts, responses)]
+        td = TensorDict(
+            {
+                "input_ids": _nested(input_ids),
+                "position_ids": _nested([torch.arange(len(x)) for x in input_ids]),
+                "prompts": _nested(prompts),
+                "responses": _nested(responses),
+                "response_mask": _nested(masks),
+                "loss_mask": _nested(masks),
+            },
+            batch_size=[len(input_ids)],
+        )
+        meta: dict[str, Any] = dict(temperature=self.layout.temperature, compute_loss=False, calculate_entropy=False)
+        if self.layout.max_token_len_per_gpu:
+            meta["max_token_len_per_gpu"] = max(self.layout.max_token_len_per_gpu, max(len(x) for x in input_ids))
+        if self.layout.no_lora_adapter:
+            meta["no_lora_adapter"] = True
+        tu.assign_non_tensor(td, **meta)
+        out = compute_log_prob(td)
+        log_probs = response_from_nested(out["log_probs"], td["response_mask"]).unbind()
+        return list(log_probs[: len(prompt_ids)])
+
+    def check_finite(self, teacher: Sequence[torch.Tensor], old: Sequence[torch.Tensor], response_mask: torch.Tensor,
+                     rows: Sequence[privileged.RowInfo], has_teacher: torch.Tensor) -> None:
+        """NaN/inf in τ or s on a response token of a scored row is an error naming the row."""
+        for name, values in (("teacher log-prob τ", teacher), ("old log-prob s", old)):
+            padded = _nested(values).to_padded_tensor(0.0)  # [B, T]
+            bad = [i for i in nonfinite_rows(padded, response_mask) if has_teacher[i]]
+            if bad:
+                raise ValueError(
+                    f"non-finite {name} on response tokens of {rows[bad[0]].where()}"
+                    + (f" and {len(bad) - 1} more rows" if len(bad) > 1 else "")
+                    + "; check the model's numerics (fp32 mixed precision on CPU) and rollout.temperature"
+                )
+
+    def metrics(self, *, rows, real, correct, scored, contexts, texts, scores, teacher_prompts, teacher_rows,
+                prompts, response_mask) -> dict[str, float]:
+        """The teacher-side ``rlrt/*`` metrics of the step, over real rows only."""
+        n_real = int(real.sum())
+        gate = correct if (self.cfg.gate == "correct") else real
+        groups: dict[str, list[float]] = {}
+        for row, score in zip(rows, scores.tolist()):
+            if real[row.index]:
+                groups.setdefault(row.uid, []).append(score)
+        degenerate = sum(len(g) >= 2 and len(set(g)) == 1 for g in groups.values())
+        response_lens = response_mask.sum(-1)  # [B]
+        student_tokens = sum(len(prompts[i]) + int(response_lens[i]) for i in range(len(rows)) if real[i])
+        teacher_tokens = sum(len(p) + int(response_lens[i]) for p, i in zip(teacher_prompts, teacher_rows))
+        cue = privileged.CUE_PHRASES[self.context]
+        metrics = {
+            "rlrt/gate_pass_frac": float((gate & real).sum()) / max(n_real, 1),
+            "rlrt/degenerate_group_frac": degenerate / max(len(groups), 1),
+            "rlrt/scored_row_frac": len(teacher_rows) / max(n_real, 1),
+            "rlrt/teacher_token_ratio": teacher_tokens / max(student_tokens, 1),
+            "rlrt/leak_cue_rate": privileged.leak_cue_rate([t for t, r in zip(texts, real) if r], cue) if n_real else 0.0,
+        }
+        counts = privileged.case_counts([ctx for ctx, r in zip(contexts, real) if r])
+        metrics.update({f"rlrt/context/{case}": float(count) for case, count in counts.items()})
+        return metrics
+
+    def _render(self, messages: list[dict[str, Any]]) -> list[int]:
+        """Prompt ids of ``messages`` with the generation prefix, as the agent loop renders them (cached per step:
+        the budget check and the teacher batch render the same messages)."""
+        key = json.dumps(messages, sort_keys=True, default=str)
+        if key not in self._rendered:
+            self._rendered[key] = list(self.builder.build_initial_tokens(messages))
+        return self._rendered[key]
+
+    def _count_tokens(self, messages: list[dict[str, Any]]) -> int:
+        return len(self._render(messages))

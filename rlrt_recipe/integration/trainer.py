@@ -1,0 +1,254 @@
+"""The ``rlrt_sync`` trainer mode: verl's synchronous V1 trainer plus the reference-with-privilege step.
+
+Select it with ``trainer.v1.trainer_mode=rlrt_sync``. Per step (docs/methods.md):
+  rollout → reward → balance → old log-probs s (``timing_s/old_log_prob_student``)
+  → teacher log-probs τ on the same actor shards (``timing_s/teacher``; both inside verl's
+    ``timing_s/old_log_prob``) → our estimator with the teacher fields → actor update with the ``rlrt`` loss.
+With ``algorithm.adv_estimator=grpo`` and no distillation loss the teacher step is skipped (said once).
+
+Import order: importing this module imports ``verl.trainer.ppo.v1``, which with ``VERL_PLATFORM=cpu`` needs the
+CPU platform registered first; ``rlrt_recipe.plugin`` imports the CPU backend before this module.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+
+import numpy as np
+import ray
+import torch
+import transfer_queue as tq
+from omegaconf import OmegaConf
+from tensordict import TensorDict
+from transfer_queue import KVBatchMeta
+from verl.protocol import DataProto
+from verl.trainer.ppo.core_algos import get_adv_estimator_fn
+from verl.trainer.ppo.ray_trainer import apply_kl_penalty
+from verl.trainer.ppo.rollout_corr_helper import compute_rollout_correction_and_add_to_batch
+from verl.trainer.ppo.v1 import PPOTrainerSync, register_trainer
+from verl.utils.config import omega_conf_to_dataclass
+from verl.utils.debug import marked_timer
+from verl.workers.config import HFModelConfig
+from verl.workers.utils.padding import response_to_nested
+
+from rlrt_recipe import signals
+from rlrt_recipe.config import TEACHER_ESTIMATORS, WEIGHTED_ESTIMATORS, load_rlrt_config
+from rlrt_recipe.integration.loss import rlrt_ppo_loss
+from rlrt_recipe.integration.registry import missing_registrations
+from rlrt_recipe.integration.estimators import grpo_advantages
+from rlrt_recipe.integration.teacher import INPUT_FIELDS, OUTPUT_FIELDS, TeacherBatchLayout, TeacherStep
+
+logger = logging.getLogger("rlrt_recipe")
+
+TRAINER_MODE = "rlrt_sync"
+
+
+def check_config(config) -> None:
+    """Refuse, naming the key and the fix, every setting the teacher step cannot serve correctly."""
+    algorithm, actor = config.algorithm, config.actor_rollout_ref.actor
+    rlrt_cfg = load_rlrt_config(config)
+    estimator = str(algorithm.adv_estimator)
+    loss_mode = actor.policy_loss.get("loss_mode", "vanilla")
+    if rlrt_cfg.distill_loss_coef > 0 and loss_mode != "rlrt":
+        raise ValueError(
+            f"rlrt.distill_loss_coef={rlrt_cfg.distill_loss_coef} needs "
+            f"actor_rollout_ref.actor.policy_loss.loss_mode=rlrt, got {loss_mode!r}"
+        )
+    if not rlrt_cfg.needs_teacher(estimator):
+        return
+    lora = config.actor_rollout_ref.model.get("lora", {}).get("rank", 0) or config.actor_rollout_ref.model.get("lora_rank", 0)
+    if rlrt_cfg.teacher == "frozen" and not lora:
+        raise ValueError(
+            "rlrt.teacher=frozen (θ₀) is free only under LoRA (scored with the adapter disabled); without LoRA it "
+            "would need a second copy of the weights. Use rlrt.teacher=live or set actor_rollout_ref.model.lora.rank"
+        )
+    correction = algorithm.get("rollout_correction", None)
+    if correction is not None and correction.get("bypass_mode", False):
+        raise ValueError(
+            "algorithm.rollout_correction.bypass_mode=True makes old_log_probs the rollout engine's log-probs; "
+            "the teacher's Δ = τ − s needs the actor's. Set algorithm.rollout_correction.bypass_mode=False"
+        )
+    if algorithm.get("filter_groups", {}).get("enable", False):
+        raise ValueError(
+            "algorithm.filter_groups.enable=True (dynamic sampling) is not supported with the teacher step yet; "
+            "set it to False"
+        )
+
+
+@register_trainer(TRAINER_MODE)
+class RlrtSyncTrainer(PPOTrainerSync):
+    """``PPOTrainerSync`` with the teacher step after the old log-probs and our estimators' advantage call."""
+
+    def __init__(self, config):
+        check_config(config)
+        self.rlrt_cfg = load_rlrt_config(config)
+        self.adv_estimator = str(config.algorithm.adv_estimator)
+        self.teacher_enabled = self.rlrt_cfg.needs_teacher(self.adv_estimator)
+        super().__init__(config)
+
+    def _build_replay_buffer(self):
+        # verl compares trainer_mode with the literal "sync" (trainer_base.py:153, 731, 902, 912, 1004, 1499):
+        # any other name switches on the async replay buffer, one-prompt fetches and TQ checkpointing.
+        self.trainer_mode = "sync"
+        return super()._build_replay_buffer()
+
+    def _init_tokenizer(self):
+        # trainer_base.py:701-706, keeping hf_config too: model_type picks the agent loop's token builder,
+        # max_position_embeddings bounds the teacher rows.
+        model_config: HFModelConfig = omega_conf_to_dataclass(self.config.actor_rollout_ref.model)
+        self.tokenizer = model_config.tokenizer
+        self.processor = model_config.processor
+        self.hf_config = model_config.hf_config
+
+    def on_init_end(self):
+        super().on_init_end()
+        _check_registrations_on_every_node()
+        if not self.teacher_enabled:
+            logger.warning(
+                "rlrt_sync: algorithm.adv_estimator=%s with no distillation loss needs no teacher; "
+                "the teacher step is skipped (plain verl sync training)", self.adv_estimator
+            )
+            return
+        self.teacher_step = self._build_teacher_step()
+        actor_cfg = omega_conf_to_dataclass(self.config.actor_rollout_ref.actor)
+        self.actor_rollout_wg.set_loss_fn(
+            partial(rlrt_ppo_loss, config=actor_cfg, distill_loss_coef=self.rlrt_cfg.distill_loss_coef,
+                    distill_kl_type=self.rlrt_cfg.distill_kl_type)
+        )
+
+    def _build_teacher_step(self) -> TeacherStep:
+        data, rollout, actor = self.config.data, self.config.actor_rollout_ref.rollout, self.config.actor_rollout_ref.actor
+        longest = self.rlrt_cfg.max_privileged_prompt_length + data.max_response_length
+        max_positions = getattr(self.hf_config, "max_position_embeddings", None)
+        if max_positions is not None and longest > max_positions:
+            raise ValueError(
+                f"teacher rows can reach rlrt.max_privileged_prompt_length + data.max_response_length = {longest} "
+                f"tokens, over the model's max_position_embeddings={max_positions}; lower "
+                "rlrt.max_privileged_prompt_length or data.max_response_length"
+            )
+        wg = self.actor_rollout_wg
+        if "actor" not in wg._dispatch_info:  # as PPOTrainer._balance_batch reads the data-parallel size
+            wg._dispatch_info["actor"] = wg._query_dispatch_info("actor")
+        layout = TeacherBatchLayout(
+            dp_size=max(wg._dispatch_info["actor"]) + 1,
+            micro_batch_size_per_gpu=rollout.get("log_prob_micro_batch_size_per_gpu"),
+            max_token_len_per_gpu=rollout.get("log_prob_max_token_len_per_gpu") if actor.use_dynamic_bsz else None,
+            temperature=float(rollout.temperature),
+            no_lora_adapter=self.rlrt_cfg.teacher == "frozen",
+        )
+        chat_kwargs = OmegaConf.to_container(data.get("apply_chat_template_kwargs", {}) or {}, resolve=True)
+        return TeacherStep(
+            rlrt_cfg=self.rlrt_cfg, adv_estimator=self.adv_estimator, tokenizer=self.tokenizer,
+            hf_model_type=getattr(self.hf_config, "model_type", None), chat_template_kwargs=chat_kwargs,
+            prompt_length=int(rollout.prompt_length), layout=layout, algorithm_config=self.config.algorithm,
+            use_kl_in_reward=bool(self.config.algorithm.use_kl_in_reward),
+        )
+
+    def _compute_old_log_prob(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
+        with marked_timer("old_log_prob_student", self.timing_raw):
+            batch = super()._compute_old_log_prob(batch, metrics)
+        if not self.teacher_enabled:
+            return batch
+        with marked_timer("teacher", self.timing_raw):
+            data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=list(INPUT_FIELDS))
+            _require_fields(data, INPUT_FIELDS, "the teacher step")
+            is_padding = [tag.get("is_padding", False) for tag in batch.tags]
+            fields, teacher_metrics = self.teacher_step.run(
+                data, is_padding, self.global_steps, self.actor_rollout_wg.compute_log_prob
+            )
+            batch = tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
+        missing = [f for f in OUTPUT_FIELDS if f not in (batch.fields or [])]
+        if missing:
+            raise RuntimeError(f"TransferQueue did not store {missing} for every row of the batch")
+        metrics.update(teacher_metrics)
+        return batch
+
+    def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
+        if self.adv_estimator not in TEACHER_ESTIMATORS:
+            return super()._compute_advantage(batch, metrics)
+        # Mirrors PPOTrainer._compute_advantage (verl 0.9.1 trainer_base.py:1743-1802) with the estimator
+        # call replaced: verl's compute_advantage passes only rewards, mask, index and config.
+        algorithm = self.config.algorithm
+        fields = ["uid", "response_mask", "rm_scores", "rollout_log_probs", "old_log_probs", "ref_log_prob",
+                  "values", *OUTPUT_FIELDS]
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
+        _require_fields(data, ("response_mask", "rm_scores", "old_log_probs", *OUTPUT_FIELDS), "the advantage")
+        response_mask = data["response_mask"]
+        data = DataProto(batch=data.to_padded_tensor())
+        data.batch["token_level_scores"] = data.batch["rm_scores"]
+        data.non_tensor_batch["uid"] = np.array(data.batch.pop("uid").tolist(), dtype=object)
+        if algorithm.use_kl_in_reward:
+            data, kl_metrics = apply_kl_penalty(data, kl_ctrl=self.kl_ctrl_in_reward, kl_penalty=algorithm.kl_penalty)
+            metrics.update(kl_metrics)
+        else:
+            data.batch["token_level_rewards"] = data.batch["token_level_scores"]
+        correction = algorithm.get("rollout_correction", None)
+        rollout_correction = correction is not None and "rollout_log_probs" in data.batch
+        if rollout_correction:
+            data, is_metrics = compute_rollout_correction_and_add_to_batch(data, correction)
+            metrics.update(is_metrics)
+
+        padded = data.batch
+        advantages, returns = get_adv_estimator_fn(self.adv_estimator)(
+            padded["token_level_rewards"], padded["response_mask"], data.non_tensor_batch["uid"], algorithm,
+            old_log_probs=padded["old_log_probs"], teacher_log_probs=padded["teacher_log_probs"],
+            correct=padded["correct"].bool(), has_teacher=padded["has_teacher"].bool(),
+            global_step=self.global_steps, rlrt_cfg=self.rlrt_cfg,
+        )
+        metrics.update(self._advantage_metrics(padded, data.non_tensor_batch["uid"]))
+
+        output = {"advantages": advantages, "returns": returns}
+        if algorithm.use_kl_in_reward:
+            output["token_level_rewards"] = padded["token_level_rewards"]
+        if rollout_correction:
+            output["response_mask"] = padded["response_mask"]
+            if "rollout_is_weights" in padded:
+                output["rollout_is_weights"] = padded["rollout_is_weights"]
+        nested = TensorDict({k: response_to_nested(v, response_mask) for k, v in output.items()}, batch_size=len(batch))
+        return tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=nested)
+
+    def _advantage_metrics(self, padded: TensorDict, index: np.ndarray) -> dict[str, float]:
+        """Δ (and w) statistics over response tokens of rows with a teacher and A ≠ 0; λ of the step."""
+        cfg = self.rlrt_cfg
+        weighted = self.adv_estimator in WEIGHTED_ESTIMATORS
+        grpo = grpo_advantages(padded["token_level_rewards"], padded["response_mask"], index, self.config.algorithm)
+        stats = signals.gap_statistics(
+            signals.privileged_gain(padded["teacher_log_probs"], padded["old_log_probs"]), grpo,
+            padded["response_mask"], padded["has_teacher"].bool(),
+            direction=cfg.direction if weighted else None, eps_w=cfg.eps_w if weighted else None,
+        )
+        metrics = {f"rlrt/{key}": value for key, value in stats.items()}
+        if weighted:
+            metrics["rlrt/lambda"] = signals.lambda_at(
+                self.global_steps, schedule=cfg.lambda_schedule, lam0=cfg.lambda_0, decay_steps=cfg.lambda_decay_steps
+            )
+        return metrics
+
+
+def _require_fields(data: TensorDict, fields, what: str) -> None:
+    # TransferQueue silently leaves out a field that is missing for some keys (DESIGN.md, probe pitfalls).
+    missing = [f for f in fields if f not in data.keys()]
+    if missing:
+        raise RuntimeError(f"{what} needs {missing} for every row of the batch, but TransferQueue returned none")
+
+
+def _check_registrations_on_every_node() -> None:
+    """Fail at init, naming the node, if a Ray process there does not see our estimators and loss after
+    ``import verl`` (the plug-in is not installed there, or failed to load)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from rlrt_recipe.plugin import require_registrations
+
+    require_registrations()
+    probe = ray.remote(num_cpus=0)(missing_registrations)
+    nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+    futures = {node: probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote()
+               for node in nodes}
+    for node, future in futures.items():
+        missing = ray.get(future)
+        if missing:
+            raise RuntimeError(
+                f"on Ray node {node}, `import verl` does not register {', '.join(missing)}: install rlrt-recipe in "
+                "every node's environment, or set VERL_USE_EXTERNAL_MODULES=rlrt_recipe.plugin for the workers"
+            )

@@ -1,0 +1,219 @@
+"""The teacher step on a hand-built stored batch, with the tiny model's real forward behind compute_log_prob.
+
+The stand-in worker group receives the real NO_PADDING TensorDict the trainer sends to
+``actor_rollout_wg.compute_log_prob`` and returns what the engine returns (nested full-sequence
+log-probs, entry j = log p(token j+1 | ≤ j)); no number is canned.
+"""
+
+import pytest
+import torch
+from tensordict import TensorDict
+from torch.testing import assert_close
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from verl.utils import tensordict_utils as tu
+from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
+
+from rlrt_recipe import privileged
+from rlrt_recipe.config import RlrtConfig
+from rlrt_recipe.integration.teacher import TeacherBatchLayout, TeacherStep
+
+QUESTIONS = ["What is 2 + 3?", "What is 12 * 4? Think first.", "What is 7 + 7?"]
+ANSWERS = ["5", "48", "14"]
+PROMPT_LENGTH = 64
+
+
+@pytest.fixture(scope="module")
+def model_and_tokenizer(tiny_model_dir):
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, torch_dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def _sequence_log_probs(model, ids: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Engine convention: entry j = log p(ids[j + 1] | ids[: j + 1]); the last entry is 0."""
+    with torch.no_grad():
+        logits = model(ids[None]).logits[0].float() / temperature  # [L, V]
+    lp = torch.log_softmax(logits[:-1], -1).gather(-1, ids[1:, None]).squeeze(-1)  # [L - 1]
+    return torch.cat([lp, torch.zeros(1)])
+
+
+class WorkerGroupStandIn:
+    """compute_log_prob's TensorDict interface over the tiny model; records what it was sent."""
+
+    def __init__(self, model, corrupt_row: int | None = None):
+        self.model, self.corrupt_row, self.calls = model, corrupt_row, []
+
+    def compute_log_prob(self, td: TensorDict) -> TensorDict:
+        self.calls.append(td)
+        assert tu.get_non_tensor_data(td, "compute_loss", True) is False
+        temperature = tu.get_non_tensor_data(td, "temperature", None)
+        rows = [_sequence_log_probs(self.model, ids, temperature) for ids in td["input_ids"].unbind()]
+        if self.corrupt_row is not None:
+            rows[self.corrupt_row][-2] = float("nan")  # the last response token's log-prob
+        return TensorDict({"log_probs": torch.nested.as_nested_tensor(rows, layout=torch.jagged)},
+                          batch_size=[len(rows)])
+
+
+def _stored_batch(model, tokenizer, *, scores, response_lens, uids, n_padding=0, ground_truths=ANSWERS,
+                  solutions=None):
+    """What tq.kv_batch_get returns for a real step: prompts from verl's token builder, sampled-like responses
+    ending in EOS, old log-probs from the same model, verl-style padding rows copying row 0's columns."""
+    builder = create_continuous_token_builder(tokenizer, hf_model_type="qwen2", chat_template_kwargs={})
+    gen = torch.Generator().manual_seed(1)
+    n_real = len(scores)
+    raw, prompts, responses, old, rm = [], [], [], [], []
+    for i in range(n_real + n_padding):
+        if i < n_real:
+            q = i % len(QUESTIONS)
+            messages = [{"role": "user", "content": QUESTIONS[q]}]
+            prompt = torch.tensor(builder.build_initial_tokens(messages))
+            body = torch.randint(10, 200, (response_lens[i] - 1,), generator=gen)
+            response = torch.cat([body, torch.tensor([tokenizer.eos_token_id])])
+            score = scores[i]
+        else:  # verl's padding rows: EOS prompt and response, mask 0, reward 0, a copy of row 0's columns
+            q, messages = 0, raw[0]
+            prompt = torch.full((8,), tokenizer.eos_token_id)
+            response = torch.tensor([tokenizer.eos_token_id])
+            score = 0.0
+        ids = torch.cat([prompt, response])
+        old.append(_sequence_log_probs(model, ids)[len(prompt) - 1 : len(ids) - 1])
+        reward = torch.zeros(len(response))
+        reward[-1] = score
+        raw.append(messages)
+        prompts.append(prompt)
+        responses.append(response)
+        rm.append(reward)
+    masks = [torch.ones(len(r), dtype=torch.int64) if i < n_real else torch.zeros(1, dtype=torch.int64)
+             for i, r in enumerate(responses)]
+    n = n_real + n_padding
+    q_of = [i % len(QUESTIONS) if i < n_real else 0 for i in range(n)]
+    data = tu.get_tensordict(
+        {
+            "prompts": tu.nested_tensor_from_tensor_list(prompts),
+            "responses": tu.nested_tensor_from_tensor_list(responses),
+            "response_mask": tu.nested_tensor_from_tensor_list(masks),
+            "old_log_probs": tu.nested_tensor_from_tensor_list(old),
+            "rm_scores": tu.nested_tensor_from_tensor_list(rm),
+            "raw_prompt": raw,
+            "reward_model": [{"style": "rule", "ground_truth": ground_truths[q]} for q in q_of],
+            "extra_info": [{"solution": (solutions or {}).get(q)} for q in q_of],
+            "data_source": ["tiny" for _ in range(n)],
+            "uid": [uids[i] if i < n_real else "pad0" for i in range(n)],
+        }
+    )
+    return data, [i >= n_real for i in range(n)]
+
+
+def _step(tokenizer, estimator="rlsd", layout=None, **cfg):
+    rlrt_cfg = RlrtConfig.from_section(cfg).resolved(estimator, max_prompt_length=PROMPT_LENGTH, max_response_length=16)
+    return TeacherStep(
+        rlrt_cfg=rlrt_cfg, adv_estimator=estimator, tokenizer=tokenizer, hf_model_type="qwen2",
+        chat_template_kwargs={}, prompt_length=PROMPT_LENGTH,
+        layout=layout or TeacherBatchLayout(dp_size=1, micro_batch_size_per_gpu=1, max_token_len_per_gpu=None,
+                                            temperature=1.0),
+    )
+
+
+MIXED = dict(scores=[1.0, 0.0, 0.0, 1.0, 0.0, 0.0], response_lens=[3, 7, 5, 2, 9, 4], uids=["a", "a", "b", "b", "c", "c"])
+
+
+def test_teacher_log_probs_equal_a_direct_forward(model_and_tokenizer):
+    """Every scored row's τ equals a transformers forward of (privileged prompt + response), to 1e-5,
+    with mixed prompt and response lengths; unscored rows carry s (Δ = 0)."""
+    model, tokenizer = model_and_tokenizer
+    data, padding = _stored_batch(model, tokenizer, **MIXED)
+    fields, _ = _step(tokenizer, "rlsd").run(data, padding, step=1, compute_log_prob=WorkerGroupStandIn(model).compute_log_prob)
+    teacher, old = fields["teacher_log_probs"].unbind(), data["old_log_probs"].unbind()
+    assert fields["has_teacher"].tolist() == [True, True, True, True, False, False]  # group c is degenerate (A = 0)
+    for i in range(6):
+        if not fields["has_teacher"][i]:
+            assert torch.equal(teacher[i], old[i])
+            continue
+        row = privileged.RowInfo.from_fields(i, raw_prompt=data["raw_prompt"][i], reward_model=data["reward_model"][i],
+                                             extra_info={}, data_source="tiny", uid=data["uid"][i])
+        messages = privileged.teacher_messages(row, "answer", row.ground_truth, privileged.DEFAULT_TEMPLATES)
+        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+        response = data["responses"].unbind()[i]
+        ids = torch.cat([torch.tensor(list(prompt)), response])
+        expected = _sequence_log_probs(model, ids)[len(prompt) - 1 : len(ids) - 1]
+        assert_close(teacher[i], expected, atol=1e-5, rtol=0)
+        assert not torch.allclose(teacher[i], old[i])  # the privileged answer changed the prompt
+
+
+def test_identity_template_gives_zero_gap(model_and_tokenizer):
+    """Alignment guard: with the identity template the teacher row is the student row, so τ = s exactly."""
+    model, tokenizer = model_and_tokenizer
+    data, padding = _stored_batch(model, tokenizer, **MIXED)
+    step = _step(tokenizer, "opsd", privileged_templates={"solution": "{question}", "answer": "{question}"})
+    fields, _ = step.run(data, padding, step=1, compute_log_prob=WorkerGroupStandIn(model).compute_log_prob)
+    assert fields["has_teacher"].all()
+    for tau, s in zip(fields["teacher_log_probs"].unbind(), data["old_log_probs"].unbind()):
+        assert_close(tau, s, atol=1e-5, rtol=0)
+
+
+def test_padding_rows_never_scored_or_counted_and_dp_padding(model_and_tokenizer):
+    """verl's padding rows get no privileged text and no teacher; the teacher batch is padded to
+    dp_size × micro_batch with rows that are never read back; metrics count real rows only."""
+    model, tokenizer = model_and_tokenizer
+    data, padding = _stored_batch(model, tokenizer, **MIXED, n_padding=2)
+    wg = WorkerGroupStandIn(model)
+    layout = TeacherBatchLayout(dp_size=2, micro_batch_size_per_gpu=2, max_token_len_per_gpu=None, temperature=1.0)
+    fields, metrics = _step(tokenizer, "opsd", layout=layout).run(data, padding, 1, wg.compute_log_prob)
+    assert fields["has_teacher"].tolist() == [True] * 6 + [False] * 2
+    assert len(wg.calls) == 1 and len(wg.calls[0]) == 8  # 6 scored rows padded to a multiple of 4
+    assert metrics["rlrt/scored_row_frac"] == 1.0
+    assert metrics["rlrt/context/unscored"] == 0.0  # padding rows are not counted at all
+    assert fields["correct"].tolist() == [True, False, False, True, False, False, False, False]
+
+
+def test_rlrt_siblings_and_fallback(model_and_tokenizer):
+    """RLRT scores only correct rows of mixed groups; a lone correct row falls back to the answer."""
+    model, tokenizer = model_and_tokenizer
+    data, padding = _stored_batch(model, tokenizer, scores=[1.0, 1.0, 0.0, 1.0, 0.0, 0.0],
+                                  response_lens=[4, 6, 3, 5, 2, 2], uids=["a", "a", "a", "b", "b", "b"])
+    fields, metrics = _step(tokenizer, "rlrt").run(data, padding, 1, WorkerGroupStandIn(model).compute_log_prob)
+    assert fields["has_teacher"].tolist() == [True, True, False, True, False, False]
+    assert metrics["rlrt/context/sibling"] == 2.0 and metrics["rlrt/context/fallback_answer"] == 1.0
+    assert metrics["rlrt/gate_pass_frac"] == pytest.approx(0.5)
+
+
+def test_nonfinite_teacher_log_prob_names_the_row(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    data, padding = _stored_batch(model, tokenizer, **MIXED)
+    with pytest.raises(ValueError, match=r"non-finite teacher log-prob .* row 1 \(data_source='tiny', uid='a'\)"):
+        _step(tokenizer, "opsd").run(data, padding, 1, WorkerGroupStandIn(model, corrupt_row=1).compute_log_prob)
+
+
+def test_over_budget_answer_context_raises(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    data, padding = _stored_batch(model, tokenizer, **MIXED)
+    with pytest.raises(ValueError, match=r"row 0 .*over rlrt\.max_privileged_prompt_length=10"):
+        _step(tokenizer, "opsd", max_privileged_prompt_length=10).run(data, padding, 1, WorkerGroupStandIn(model).compute_log_prob)
+
+
+def test_missing_ground_truth_raises(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    data, padding = _stored_batch(model, tokenizer, **MIXED, ground_truths=["5", "", "14"])
+    with pytest.raises(ValueError, match=r"row 1 .*reward_model\.ground_truth is missing"):
+        _step(tokenizer, "rlsd").run(data, padding, 1, WorkerGroupStandIn(model).compute_log_prob)
+
+
+def test_truncated_student_prompt_is_refused(model_and_tokenizer):
+    """verl left-truncates over-long prompts silently; the step refuses, naming the row and the key."""
+    model, tokenizer = model_and_tokenizer
+    data, padding = _stored_batch(model, tokenizer, **MIXED)
+    step = _step(tokenizer, "rlsd")
+    step.prompt_length = 5
+    with pytest.raises(ValueError, match=r"row 0 .*over rollout\.prompt_length=5"):
+        step.run(data, padding, 1, WorkerGroupStandIn(model).compute_log_prob)
+
+
+def test_empty_response_rows_are_not_scored(model_and_tokenizer):
+    """A row whose response mask is empty has nothing to score: no teacher, Δ = 0."""
+    model, tokenizer = model_and_tokenizer
+    data, padding = _stored_batch(model, tokenizer, **MIXED)
+    masks = data["response_mask"].unbind()
+    masks = [torch.zeros_like(m) if i == 0 else m for i, m in enumerate(masks)]
+    data["response_mask"] = tu.nested_tensor_from_tensor_list(masks)
+    fields, _ = _step(tokenizer, "opsd").run(data, padding, 1, WorkerGroupStandIn(model).compute_log_prob)
+    assert fields["has_teacher"].tolist() == [False] + [True] * 5
