@@ -137,7 +137,8 @@ class RlrtSyncTrainer(PPOTrainerSync):
             temperature=float(rollout.temperature),
             no_lora_adapter=self.rlrt_cfg.teacher == "frozen",
         )
-        chat_kwargs = OmegaConf.to_container(data.get("apply_chat_template_kwargs", {}) or {}, resolve=True)
+        chat_kwargs = data.get("apply_chat_template_kwargs", None)
+        chat_kwargs = OmegaConf.to_container(chat_kwargs, resolve=True) if chat_kwargs is not None else {}
         return TeacherStep(
             rlrt_cfg=self.rlrt_cfg, adv_estimator=self.adv_estimator, tokenizer=self.tokenizer,
             hf_model_type=getattr(self.hf_config, "model_type", None), chat_template_kwargs=chat_kwargs,
