@@ -18,6 +18,7 @@ No formula lives here; the verl-facing I/O (TransferQueue, the worker group) sta
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -66,6 +67,25 @@ class TeacherBatchLayout:
 
     def multiple(self) -> int:
         return self.dp_size * (1 if self.max_token_len_per_gpu else (self.micro_batch_size_per_gpu or 1))
+
+
+class _CallCounter:
+    """Wraps ``compute_log_prob`` to count what the step sends the actor: calls, rows (data-parallel padding
+    included) and seconds inside the call (so the step's own overhead is ``timing_s/teacher`` minus these)."""
+
+    def __init__(self, compute_log_prob: ComputeLogProb):
+        self.compute_log_prob = compute_log_prob
+        self.calls, self.rows, self.seconds = 0, 0, 0.0
+
+    def __call__(self, td: TensorDict) -> TensorDict:
+        start = time.perf_counter()
+        out = self.compute_log_prob(td)
+        self.calls, self.rows, self.seconds = self.calls + 1, self.rows + len(td), self.seconds + time.perf_counter() - start
+        return out
+
+    def metrics(self) -> dict[str, float]:
+        return {"rlrt/teacher_calls": float(self.calls), "rlrt/teacher_rows_sent": float(self.rows),
+                "rlrt/teacher_forward_s": self.seconds}
 
 
 class TeacherStep:
@@ -132,7 +152,8 @@ class TeacherStep:
         )
         teacher_rows = [i for i, ctx in enumerate(contexts) if ctx.messages is not None]
         teacher_prompts = [self._render(contexts[i].messages) for i in teacher_rows]
-        scored_log_probs = self.score(teacher_prompts, [responses[i] for i in teacher_rows], compute_log_prob)
+        calls = _CallCounter(compute_log_prob)
+        scored_log_probs = self.score(teacher_prompts, [responses[i] for i in teacher_rows], calls)
 
         old = data["old_log_probs"].unbind()
         teacher = list(old)  # unscored rows get s: Δ = 0
@@ -150,6 +171,7 @@ class TeacherStep:
             scores=scores, teacher_prompts=teacher_prompts, teacher_rows=teacher_rows,
             prompts=prompts, response_mask=response_mask,
         )
+        metrics.update(calls.metrics())
         return fields, metrics
 
     # ------------------------------------------------------------------ pieces
@@ -248,14 +270,22 @@ class TeacherStep:
                 groups.setdefault(row.uid, []).append(score)
         degenerate = sum(len(g) >= 2 and len(set(g)) == 1 for g in groups.values())
         response_lens = response_mask.sum(-1)  # [B]
-        student_tokens = sum(len(prompts[i]) + int(response_lens[i]) for i in range(len(rows)) if real[i])
-        teacher_tokens = sum(len(p) + int(response_lens[i]) for p, i in zip(teacher_prompts, teacher_rows))
+        student_lens = [len(prompts[i]) + int(response_lens[i]) for i in range(len(rows)) if real[i]]
+        teacher_lens = [len(p) + int(response_lens[i]) for p, i in zip(teacher_prompts, teacher_rows)]
+        student_tokens, teacher_tokens = sum(student_lens), sum(teacher_lens)
         cue = privileged.CUE_PHRASES[self.context]
         metrics = {
             "rlrt/gate_pass_frac": float((gate & real).sum()) / max(n_real, 1),
             "rlrt/degenerate_group_frac": degenerate / max(len(groups), 1),
             "rlrt/scored_row_frac": len(teacher_rows) / max(n_real, 1),
             "rlrt/teacher_token_ratio": teacher_tokens / max(student_tokens, 1),
+            # sizes of the two forwards (real rows only), for FLOP estimates: Σ L for the dense part, Σ L² for attention
+            "rlrt/real_rows": float(n_real),
+            "rlrt/scored_rows": float(len(teacher_rows)),
+            "rlrt/student_tokens": float(student_tokens),
+            "rlrt/teacher_tokens": float(teacher_tokens),
+            "rlrt/student_sq_tokens": float(sum(n * n for n in student_lens)),
+            "rlrt/teacher_sq_tokens": float(sum(n * n for n in teacher_lens)),
             "rlrt/leak_cue_rate": privileged.leak_cue_rate([t for t, r in zip(texts, real) if r], cue) if n_real else 0.0,
         }
         counts = privileged.case_counts([ctx for ctx, r in zip(contexts, real) if r])
