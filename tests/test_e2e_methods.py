@@ -1,7 +1,10 @@
 """Every teacher-based method through verl's real main_ppo loop on CPU (rlrt_sync, fp32, seeded reward).
 
 Six launches of scripts/run_cpu_demo.sh, 2 steps each: a grpo baseline, rlrt, rlsd on 2 FSDP ranks with
-verl's padding rows, opsd, grpo_opsd, and rlsd with the identity template (the end-to-end alignment guard).
+verl's padding rows, opsd and grpo_opsd on a Qwen3-style chat template with thinking off and on, and rlsd
+with the identity template (the end-to-end alignment guard). Every teacher step re-renders each real
+row's student prompt with verl's token builder and raises unless it equals the stored prompt ids, so a
+run that finishes proves the builder matches the agent loop's rendering for that template.
 """
 
 from __future__ import annotations
@@ -24,19 +27,26 @@ RUNS = {
     # 2 ranks; 12 rows padded by verl to a multiple of lcm(2, 2 × 4) = 8, i.e. 4 padding rows
     "rlsd_2ranks": ["algorithm.adv_estimator=rlsd", *TEACHER, "trainer.n_gpus_per_node=2",
                     "data.train_batch_size=3", "actor_rollout_ref.actor.ppo_mini_batch_size=2"],
-    "opsd": ["algorithm.adv_estimator=opsd", *TEACHER],
-    "grpo_opsd": ["algorithm.adv_estimator=grpo_opsd", *TEACHER],
+    # Qwen3-style template (enable_thinking off / on): the student-prompt check covers both renderings
+    "opsd": ["algorithm.adv_estimator=opsd", *TEACHER, "+data.apply_chat_template_kwargs.enable_thinking=false"],
+    # ... and the rlrt policy loss with the distillation term (teacher_log_probs must reach every micro-batch)
+    "grpo_opsd": ["algorithm.adv_estimator=grpo_opsd", *TEACHER, "+data.apply_chat_template_kwargs.enable_thinking=true",
+                  "actor_rollout_ref.actor.policy_loss.loss_mode=rlrt", "+rlrt.distill_loss_coef=0.1"],
     "identity": ["algorithm.adv_estimator=rlsd", *TEACHER, "+rlrt.privileged_templates.answer='{question}'"],
 }
 
 
+QWEN3_TEMPLATE_RUNS = ("opsd", "grpo_opsd")
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, tiny_model_dir, tiny_data_dir):
-    """{name: {step: metrics}} for every launch in RUNS (the same model, data and seed)."""
+def runs(tmp_path_factory, tiny_model_dir, qwen3_model_dir, tiny_data_dir):
+    """{name: {step: metrics}} for every launch in RUNS (same data and seed; model per QWEN3_TEMPLATE_RUNS)."""
     out = {}
     for name, overrides in RUNS.items():
         experiment = tmp_path_factory.mktemp(f"e2e_{name}")
-        run_cpu_demo(experiment, tiny_model_dir, tiny_data_dir, steps=2, overrides=overrides)
+        model = qwen3_model_dir if name in QWEN3_TEMPLATE_RUNS else tiny_model_dir
+        run_cpu_demo(experiment, model, tiny_data_dir, steps=2, overrides=overrides)
         out[name] = read_metrics(experiment)
     return out
 
@@ -79,3 +89,10 @@ def test_identity_template_gives_zero_gap_end_to_end(runs):
     for data in runs["identity"].values():
         assert data["rlrt/scored_row_frac"] > 0
         assert data["rlrt/delta_abs_mean"] <= 1e-5
+
+
+def test_distillation_loss_term_reaches_the_actor_update(runs):
+    """loss_mode=rlrt with β_loss = 0.1: the installed loss saw teacher_log_probs and logged its term."""
+    for data in runs["grpo_opsd"].values():
+        assert data["actor/distill_loss"] > 0
+        assert math.isfinite(data["actor/distill_loss"])
