@@ -27,7 +27,7 @@ from rlrt_recipe.privileged import (
     default_privileged_budget,
     validate_templates,
 )
-from rlrt_recipe.signals import DIRECTIONS, GATES, LAMBDA_SCHEDULES
+from rlrt_recipe.signals import DIRECTIONS, GATES, LAMBDA_SCHEDULES, lambda_at
 
 #: Estimators registered by this package whose advantage reads the teacher.
 TEACHER_ESTIMATORS = ("rlrt", "rlsd", "opsd", "grpo_opsd")
@@ -159,6 +159,10 @@ class RlrtConfig:
                 max_response_length=max_response_length,
             )
         return dataclasses.replace(self, **filled)
+
+    def lambda_at(self, step: int) -> float:
+        """λ_k of this (resolved) config at verl's 1-based global step k."""
+        return lambda_at(step, schedule=self.lambda_schedule, lam0=self.lambda_0, decay_steps=self.lambda_decay_steps)
 
     def needs_teacher(self, adv_estimator: str) -> bool:
         """True when the advantage or the loss reads teacher log-probs."""

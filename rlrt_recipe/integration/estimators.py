@@ -40,12 +40,9 @@ def grpo_advantages(
 
 def _reweighted(delta, response_mask, grpo, *, correct, has_teacher, global_step, rlrt_cfg) -> torch.Tensor:
     """rlrt, rlsd: Â_t = A·((1 − λ_k) + λ_k·w_t) on gated rows with a teacher, else A."""
-    lam = signals.lambda_at(
-        global_step, schedule=rlrt_cfg.lambda_schedule, lam0=rlrt_cfg.lambda_0, decay_steps=rlrt_cfg.lambda_decay_steps
-    )
     return signals.reweighted_advantages(
         delta, grpo(), response_mask, correct=correct, has_teacher=has_teacher, direction=rlrt_cfg.direction,
-        gate=rlrt_cfg.gate, lam=lam, eps_w=rlrt_cfg.eps_w,
+        gate=rlrt_cfg.gate, lam=rlrt_cfg.lambda_at(global_step), eps_w=rlrt_cfg.eps_w,
     )
 
 

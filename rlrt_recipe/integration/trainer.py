@@ -221,9 +221,7 @@ class RlrtSyncTrainer(PPOTrainerSync):
         )
         metrics = {f"rlrt/{key}": value for key, value in stats.items()}
         if weighted:
-            metrics["rlrt/lambda"] = signals.lambda_at(
-                self.global_steps, schedule=cfg.lambda_schedule, lam0=cfg.lambda_0, decay_steps=cfg.lambda_decay_steps
-            )
+            metrics["rlrt/lambda"] = cfg.lambda_at(self.global_steps)
         return metrics
 
 
