@@ -5,7 +5,8 @@
 set -xeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PYTHON=${PYTHON:-python3}
+# The venv scripts/install.sh makes, if present; any python with rlrt-recipe installed otherwise.
+if [[ -x "${ROOT}/.venv/bin/python" ]]; then PYTHON=${PYTHON:-${ROOT}/.venv/bin/python}; else PYTHON=${PYTHON:-python3}; fi
 ARTIFACTS=${ARTIFACTS:-${ROOT}/artifacts/cpu_demo}
 MODEL_DIR=${MODEL_DIR:-${ARTIFACTS}/tiny_model}
 DATA_DIR=${DATA_DIR:-${ARTIFACTS}/data}

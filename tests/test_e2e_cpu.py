@@ -1,4 +1,4 @@
-"""verl's real main_ppo loop on CPU (GRPO, tiny random model, seeded test reward), via scripts/run_cpu_demo.sh.
+"""verl's real main_ppo loop on CPU (RLSD under rlrt_sync, tiny random model, seeded reward), via scripts/run_cpu_demo.sh.
 
 Two launches, ~45 s each: the first runs step 1 and saves a checkpoint, the second resumes from it and
 runs step 2. Together they check that the loop runs, that its metrics are sane, that the rollout follows
@@ -8,53 +8,39 @@ the actor's weights (also right after a resume), and that checkpoint/resume work
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from rlrt_recipe.logs import launch_files, read_metrics
+from rlrt_recipe.signals import lambda_at
+from rlrt_recipe.testing.launch import run_cpu_demo
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[1]
 # lr 1e-2 moves the tiny model visibly in one update: a rollout left on stale weights shows
-# rollout_probs_diff_mean ~5e-4 (CPU_BACKEND.md); with the weight sync it stays ~1e-9.
-OVERRIDES = ["trainer.save_freq=1", "actor_rollout_ref.actor.optim.lr=1e-2"]
+# rollout_probs_diff_mean ~5e-4 (CPU_BACKEND.md); with the weight sync it stays ~1e-9. The pair runs
+# RLSD under rlrt_sync, so the teacher step, its λ schedule and verl's checkpointing are resumed together.
+OVERRIDES = [
+    "trainer.save_freq=1", "actor_rollout_ref.actor.optim.lr=1e-2",
+    "algorithm.adv_estimator=rlsd", "trainer.v1.trainer_mode=rlrt_sync",
+]
 
 
 def run_demo(experiment_dir: Path, model_dir: str, data_dir: str, steps: int) -> str:
-    env = {
-        **os.environ,
-        "PYTHON": sys.executable,
-        "MODEL_DIR": model_dir,
-        "DATA_DIR": data_dir,
-        "EXPERIMENT_DIR": str(experiment_dir),
-        "STEPS": str(steps),
-    }
-    result = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "run_cpu_demo.sh"), *OVERRIDES],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, f"main_ppo failed (exit {result.returncode}):\n{result.stderr[-6000:]}"
-    return result.stdout + result.stderr
+    return run_cpu_demo(experiment_dir, model_dir, data_dir, steps=steps, overrides=OVERRIDES)
 
 
 @pytest.fixture(scope="module")
 def two_launches(tmp_path_factory, tiny_model_dir, tiny_data_dir):
     """Launch 1: step 1 + checkpoint. Launch 2: resume, step 2. Returns (experiment dir, both outputs)."""
-    experiment_dir = tmp_path_factory.mktemp("e2e_grpo")
+    experiment_dir = tmp_path_factory.mktemp("e2e_resume")
     first = run_demo(experiment_dir, tiny_model_dir, tiny_data_dir, steps=1)
     second = run_demo(experiment_dir, tiny_model_dir, tiny_data_dir, steps=2)
     return experiment_dir, first, second
 
 
-def test_grpo_steps_log_finite_actor_and_timing_metrics(two_launches):
+def test_steps_log_finite_actor_and_timing_metrics(two_launches):
     """main_ppo exits 0 and logs both steps with finite actor/* and timing_s/* metrics; pg_loss is not 0
     (two updates per step: the second mini-batch is off-policy, and the seeded reward gives advantages)."""
     experiment_dir, _, _ = two_launches
@@ -89,3 +75,10 @@ def test_second_launch_resumes_from_the_step_1_checkpoint(two_launches):
     assert sorted(read_metrics(first_log)) == [1]
     assert sorted(read_metrics(second_log)) == [2]
     assert f"metrics log: {first_log}" in first
+
+
+def test_resume_continues_the_lambda_schedule(two_launches):
+    """λ_k is read at verl's restored global_steps: step 2 of the resumed launch logs λ₂ of linear_decay."""
+    experiment_dir, _, _ = two_launches
+    for step, data in read_metrics(experiment_dir).items():
+        assert data["rlrt/lambda"] == pytest.approx(lambda_at(step, schedule="linear_decay", lam0=0.5, decay_steps=50))

@@ -96,3 +96,16 @@ def test_distillation_loss_term_reaches_the_actor_update(runs):
     for data in runs["grpo_opsd"].values():
         assert data["actor/distill_loss"] > 0
         assert math.isfinite(data["actor/distill_loss"])
+
+
+def test_grpo_baseline_logs_finite_actor_and_timing_metrics(runs):
+    """Plain GRPO through main_ppo: both steps with finite actor/* and timing_s/* metrics, pg_loss ≠ 0, and no
+    teacher step (the stock sync trainer)."""
+    metrics = runs["grpo"]
+    assert sorted(metrics) == [1, 2]
+    for step, data in metrics.items():
+        checked = {k: v for k, v in data.items() if k.startswith(("actor/", "timing_s/"))}
+        assert {"actor/pg_loss", "actor/grad_norm", "timing_s/gen", "timing_s/update_actor"} <= set(checked)
+        assert all(math.isfinite(float(v)) for v in checked.values()), checked
+        assert data["actor/pg_loss"] != 0
+        assert "timing_s/teacher" not in data and not any(k.startswith("rlrt/") for k in data)
