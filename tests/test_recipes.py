@@ -1,0 +1,258 @@
+"""The RLRT-paper recipes: every method × backbone pair composed on verl's ppo_trainer and validated.
+
+All pairs are composed in this one process with Hydra's compose API (the CLI path is checked once, through the
+scripts' --dry-run, which runs `main_ppo --cfg job`). Expected values are written out here from
+docs/methods.md, not read from the package, so a drift on either side fails.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from verl.utils.config import omega_conf_to_dataclass
+
+from rlrt_recipe.config import RlrtConfig, load_rlrt_config
+from rlrt_recipe.integration.trainer import check_config
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "recipes"
+PRIMARY = "rlrt_paper"
+
+# method: (adv_estimator, teacher trainer, lr, clip_ratio_high, entropy_coeff, loss_mode, distill_loss_coef)
+METHODS = {
+    "grpo": ("grpo", False, 1e-6, 0.2, 0.0, "vanilla", 0.0),
+    "entropy_bonus": ("grpo", False, 1e-6, 0.2, 0.001, "vanilla", 0.0),
+    "clip_higher": ("grpo", False, 1e-6, 0.28, 0.0, "vanilla", 0.0),
+    "rlsd": ("rlsd", True, 1e-6, 0.2, 0.0, "vanilla", 0.0),
+    "rlrt": ("rlrt", True, 1e-6, 0.2, 0.0, "vanilla", 0.0),
+    "rlrt_all": ("rlrt", True, 1e-6, 0.2, 0.0, "vanilla", 0.0),
+    "rlrt_teacher_up": ("rlrt", True, 1e-6, 0.2, 0.0, "vanilla", 0.0),
+    "opsd": ("opsd", True, 1e-5, 0.2, 0.0, "vanilla", 0.0),
+    "grpo_opsd": ("grpo_opsd", True, 1e-6, 0.2, 0.0, "vanilla", 0.0),
+    "grpo_opsd_loss": ("grpo", True, 1e-6, 0.2, 0.0, "rlrt", 0.1),
+}
+# backbone: (model path, backbone_kind, chat template kwargs, max_prompt_length, max_response_length)
+BACKBONES = {
+    "qwen3_4b_base": ("Qwen/Qwen3-4B-Base", "base", {}, 1024, 8192),
+    "qwen3_8b_base": ("Qwen/Qwen3-8B-Base", "base", {}, 1024, 8192),
+    "qwen3_4b_instruct_2507": ("Qwen/Qwen3-4B-Instruct-2507", "instruct", {}, 1024, 8192),
+    "qwen3_4b_thinking": ("Qwen/Qwen3-4B", "thinking", {"enable_thinking": True}, 1024, 16384),
+}
+RLRT_EPS_W = {"base": 1.0, "instruct": 0.5, "thinking": 0.2}
+# method: (direction, gate, lambda_schedule, lambda_0, lambda_decay_steps); None = the method has no token weight
+WEIGHTS = {
+    "rlsd": (1, "all", "linear_decay", 0.5, 50),
+    "rlrt": (-1, "correct", "constant", 0.5, None),
+    "rlrt_all": (-1, "all", "constant", 0.5, None),
+    "rlrt_teacher_up": (1, "correct", "constant", 0.5, None),
+}
+PAIRS = [(m, b) for m in METHODS for b in BACKBONES]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def reproduce_dry_run(tmp_path_factory):
+    """reproduce_rlrt_table.sh --dry-run for one method, started first so that it runs beside the in-process
+    compositions: it composes the training config and, through evaluate.sh --dry-run, the evaluation config
+    (both `main_ppo --cfg job`: the CLI path, no Ray). Yields (output dir, Popen)."""
+    out = tmp_path_factory.mktemp("dry_run")
+    env = {**os.environ, "PYTHON": sys.executable, "METHODS": "rlrt", "BACKBONE": "qwen3_4b_instruct_2507",
+           "OUTPUT_DIR": str(out), "DATA_DIR": str(out / "data"), "STEPS": "7"}
+    proc = subprocess.Popen(
+        ["bash", str(ROOT / "scripts" / "reproduce_rlrt_table.sh"), "--dry-run", "trainer.n_gpus_per_node=4"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    yield out, proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
+@pytest.fixture(scope="module")
+def dry_run_output(reproduce_dry_run):
+    out, proc = reproduce_dry_run
+    stdout, stderr = proc.communicate(timeout=900)
+    assert proc.returncode == 0, stderr[-4000:]
+    return out, stdout
+
+
+@pytest.fixture(scope="module")
+def hydra_ctx():
+    with initialize_config_dir(config_dir=str(RECIPES), version_base=None):
+        yield
+
+
+def _compose(*overrides: str, method: str = "grpo", backbone: str = "qwen3_4b_base"):
+    return compose(config_name=PRIMARY, overrides=[f"method={method}", f"backbone={backbone}", *overrides])
+
+
+@pytest.fixture(scope="module")
+def composed(hydra_ctx):
+    """{(method, backbone): config} for every pair, composed once."""
+    return {(m, b): _compose(method=m, backbone=b) for m, b in PAIRS}
+
+
+def _changed(cfg, updates: dict):
+    """A copy of a composed config with existing dotted keys set, as a command-line override would."""
+    cfg = copy.deepcopy(cfg)
+    for key, value in updates.items():
+        OmegaConf.update(cfg, key, value, merge=False)
+    return cfg
+
+
+@pytest.mark.parametrize("method, backbone", PAIRS)
+def test_pair_composes_and_validates(composed, method, backbone):
+    """Each pair resolves to the method's ε_w, λ schedule, clip, lr and trainer mode on the backbone's model,
+    through the rlrt: dataclass, verl's actor dataclass and the trainer's own config check."""
+    cfg = composed[(method, backbone)]
+    estimator, teacher, lr, clip_high, entropy_coeff, loss_mode, distill_loss_coef = METHODS[method]
+    model_path, kind, chat_kwargs, prompt_len, response_len = BACKBONES[backbone]
+
+    rlrt = load_rlrt_config(cfg)
+    actor = omega_conf_to_dataclass(cfg.actor_rollout_ref.actor)
+    check_config(cfg)
+
+    assert cfg.algorithm.adv_estimator == estimator
+    assert cfg.trainer.v1.trainer_mode == ("rlrt_sync" if teacher else "sync")
+    assert rlrt.needs_teacher(estimator) == teacher
+    assert rlrt.backbone_kind == kind
+    if method in WEIGHTS:
+        direction, gate, schedule, lambda_0, decay_steps = WEIGHTS[method]
+        eps_w = 0.2 if estimator == "rlsd" else RLRT_EPS_W[kind]
+        assert (rlrt.direction, rlrt.gate, rlrt.eps_w) == (direction, gate, eps_w)
+        assert (rlrt.lambda_schedule, rlrt.lambda_0, rlrt.lambda_decay_steps) == (schedule, lambda_0, decay_steps)
+    else:
+        assert (rlrt.direction, rlrt.gate, rlrt.eps_w, rlrt.lambda_schedule, rlrt.lambda_0) == (None,) * 5
+    assert rlrt.distill_loss_coef == distill_loss_coef
+    assert actor.policy_loss.loss_mode == loss_mode
+
+    assert actor.optim.lr == lr
+    assert (actor.clip_ratio_low, actor.clip_ratio_high, actor.clip_ratio_c) == (0.2, clip_high, 3.0)
+    assert actor.entropy_coeff == entropy_coeff
+    assert actor.loss_agg_mode == "seq-mean-token-mean"
+    assert not actor.use_kl_loss and not cfg.algorithm.use_kl_in_reward
+    assert actor.ppo_max_token_len_per_gpu >= prompt_len + response_len
+
+    rollout = cfg.actor_rollout_ref.rollout
+    assert (rollout.name, rollout.n, rollout.temperature) == ("vllm", 8, 1.0)
+    assert cfg.actor_rollout_ref.model.path == model_path
+    assert OmegaConf.to_container(cfg.data.apply_chat_template_kwargs) == chat_kwargs
+    assert (cfg.data.max_prompt_length, cfg.data.max_response_length) == (prompt_len, response_len)
+    assert cfg.reward.custom_reward_function.path == "pkg://rlrt_recipe.reward"
+    assert "file" in cfg.trainer.logger
+    # A distinct checkpoint directory per pair: resume_mode=auto never picks up another method's run.
+    assert (cfg.trainer.project_name, cfg.trainer.experiment_name) == (f"rlrt_paper_{backbone}", method)
+
+
+def test_primary_rlrt_block_equals_the_dataclass_defaults():
+    """The rlrt: block of the primary recipe lists every RlrtConfig key with its default, so users override
+    rlrt.<key> without `+` and a changed default in config.py cannot silently differ from the recipe."""
+    block = OmegaConf.to_container(OmegaConf.load(RECIPES / f"{PRIMARY}.yaml").rlrt)
+    assert block == dataclasses.asdict(RlrtConfig())
+
+
+def test_backbones_never_set_eps_w():
+    """ε_w follows rlrt.backbone_kind (docs/methods.md); a backbone file pinning it would defeat that."""
+    for path in (RECIPES / "backbone").glob("*.yaml"):
+        assert "eps_w" not in OmegaConf.load(path).get("rlrt", {}), path.name
+
+
+def test_group_files_are_the_tested_ones():
+    """Every shipped method and backbone file is covered by the pair test above."""
+    assert {p.stem for p in (RECIPES / "method").glob("*.yaml")} == set(METHODS)
+    assert {p.stem for p in (RECIPES / "backbone").glob("*.yaml")} == set(BACKBONES)
+
+
+def test_override_precedence(composed):
+    """Command line > group > primary: `_self_` right after ppo_trainer (with `_self_` last, the primary's
+    lr 1e-6 would silently beat method=opsd's 1e-5); every rlrt key is overridable without `+`."""
+    assert composed[("opsd", "qwen3_4b_base")].actor_rollout_ref.actor.optim.lr == 1e-5
+    cfg = _compose("actor_rollout_ref.actor.optim.lr=3e-6", "rlrt.gate=correct", "rlrt.eps_w=0.5", method="rlrt_all")
+    assert cfg.actor_rollout_ref.actor.optim.lr == 3e-6
+    rlrt = load_rlrt_config(cfg)
+    assert (rlrt.gate, rlrt.eps_w) == ("correct", 0.5)
+
+
+@pytest.mark.parametrize(
+    "method, backbone",
+    [("rlrt", "qwen3_4b_thinking"), ("rlsd", "qwen3_4b_base"), ("grpo_opsd_loss", "qwen3_4b_instruct_2507"),
+     ("opsd", "qwen3_8b_base")],
+)
+def test_cpu_group_composes_after_the_groups(hydra_ctx, method, backbone):
+    """`+env=cpu` lands after method and backbone: CPU rollout and tiny lengths whatever the pair."""
+    cfg = _compose("+env=cpu", method=method, backbone=backbone)
+    omega_conf_to_dataclass(cfg.actor_rollout_ref.actor)
+    check_config(cfg)
+    assert cfg.actor_rollout_ref.rollout.name == "hf"
+    assert (cfg.data.max_prompt_length, cfg.data.max_response_length) == (64, 16)
+    assert cfg.algorithm.adv_estimator == METHODS[method][0]
+    assert cfg.actor_rollout_ref.model.path == BACKBONES[backbone][0]  # the CPU run overrides it on the command line
+
+
+@pytest.mark.parametrize(
+    "method, updates, key",
+    [
+        ("rlrt", {"rlrt.teacher": "frozen"}, "rlrt.teacher"),
+        ("rlsd", {"algorithm.rollout_correction.bypass_mode": True}, "algorithm.rollout_correction.bypass_mode"),
+        ("opsd", {"algorithm.filter_groups.enable": True}, "algorithm.filter_groups.enable"),
+        ("grpo", {"rlrt.distill_loss_coef": 0.1}, "rlrt.distill_loss_coef"),
+        ("grpo_opsd_loss", {"actor_rollout_ref.actor.policy_loss.loss_mode": "vanilla"}, "policy_loss.loss_mode=rlrt"),
+    ],
+)
+def test_check_config_refusals_name_the_key(composed, method, updates, key):
+    """Settings the teacher step cannot serve are refused before any worker starts, naming the key."""
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        check_config(_changed(composed[(method, "qwen3_4b_base")], updates))
+
+
+def test_weight_key_on_a_method_without_weights_is_refused(composed):
+    """rlrt.eps_w on grpo would be silently ignored; the config loader refuses it instead."""
+    with pytest.raises(ValueError, match=r"rlrt\.eps_w"):
+        load_rlrt_config(_changed(composed[("grpo", "qwen3_4b_base")], {"rlrt.eps_w": 0.5}))
+
+
+# --- shell scripts -------------------------------------------------------------------------------------------
+
+SCRIPTS = ["evaluate.sh", "reproduce_rlrt_table.sh"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_script_parses(script):
+    subprocess.run(["bash", "-n", str(ROOT / "scripts" / script)], check=True)
+
+
+def test_reproduce_dry_run_prints_every_command(dry_run_output):
+    out, stdout = dry_run_output
+    lines = stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["train rlrt", "evaluate rlrt", "table", "curves", "composed configs"]
+    assert f"trainer.default_local_dir={out}/rlrt/checkpoints" in lines[0]
+    assert f"trainer.resume_from_path={out}/rlrt/checkpoints/global_step_7" in lines[1]
+    assert f"--run rlrt={out}/rlrt/eval" in lines[2] and f"--run rlrt={out}/rlrt/train" in lines[3]
+    assert not (out / "rlrt" / "checkpoints").exists()  # nothing ran
+
+
+def test_dry_run_composes_through_the_cli(dry_run_output):
+    """The CLI path (`main_ppo --cfg job`): the training config, and the evaluation config of evaluate.sh."""
+    out, _ = dry_run_output
+    train = OmegaConf.create((out / "dry_run" / "rlrt.train.yaml").read_text())
+    assert train.algorithm.adv_estimator == "rlrt" and train.trainer.v1.trainer_mode == "rlrt_sync"
+    assert train.rlrt.backbone_kind == "instruct" and train.trainer.total_training_steps == 7
+    assert train.trainer.n_gpus_per_node == 4
+    assert load_rlrt_config(train).eps_w == 0.5
+
+    command, _, config = (out / "dry_run" / "rlrt.eval.txt").read_text().partition("\n")
+    assert "verl.trainer.main_ppo" in command
+    evaluation = OmegaConf.create(config)
+    assert evaluation.trainer.val_before_train and evaluation.trainer.val_only
+    assert evaluation.trainer.resume_mode == "resume_path"
+    assert evaluation.trainer.resume_from_path == f"{out}/rlrt/checkpoints/global_step_7"
+    val = evaluation.actor_rollout_ref.rollout.val_kwargs
+    assert (val.n, val.do_sample, val.temperature, val.top_p) == (16, True, 0.6, 0.95)
+    assert len(evaluation.data.val_files) == 6 and evaluation.trainer.n_gpus_per_node == 4
