@@ -1,0 +1,6 @@
+"""A CPU toy task on which the methods can be compared in minutes (docs/toy_comparison.md).
+
+``task``: single-digit sums with the answer in ``\\boxed{}`` (verl parquet rows, a seeded train/held-out
+split); ``warm_start``: a few-million-parameter model made locally and a seeded supervised warm start;
+``semantic``: the teacher check Δ = τ − s on held-out answer tokens.
+"""
