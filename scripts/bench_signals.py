@@ -1,0 +1,151 @@
+"""Cost of our advantage estimators against verl's own ``grpo`` estimator, on the same inputs, on CPU.
+
+    python scripts/bench_signals.py                      # 512 rollouts x 8192 tokens + the scaling sweep
+    python scripts/bench_signals.py --tiny               # CI: two small sizes, a few repeats, every field printed
+    python scripts/bench_signals.py --json out.json
+
+Every estimator is called through verl's registry (``get_adv_estimator_fn(name)``) with the keyword
+contract of docs/methods.md; ours call verl's GRPO function unchanged and reshape A per token, so
+
+    cost(ours) = cost(verl grpo) + cost(Δ, w_t, Â_t: a fixed number of elementwise passes over [B, T])
+    ratio      = median_seconds(ours) / median_seconds(grpo)        (target ≤ 1.5)
+
+Inputs per size (B rollouts, T = max response tokens): groups of ``--group`` rollouts sharing a uid, response
+lengths uniform in [T/4, T], reward 1 on about half of the rollouts (on the last response token), s and τ
+random log-probs in [-5, 0), every row scored. One torch thread unless ``--threads`` says otherwise. Times are the median (and the minimum) of ``--repeats`` calls
+after one warm-up call; ``passes`` = (ours − grpo) / the time of one elementwise pass over a [B, T] float32
+tensor, i.e. what reshaping A costs in units of memory traffic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import numpy as np
+import torch
+from verl.trainer.config import AlgoConfig
+from verl.trainer.ppo.core_algos import get_adv_estimator_fn
+
+import rlrt_recipe.integration.estimators  # noqa: F401  (registers rlrt, rlsd, opsd, grpo_opsd with verl)
+from rlrt_recipe.config import RlrtConfig
+
+OURS = ("rlrt", "rlsd", "opsd", "grpo_opsd")
+FULL_SIZES = ((64, 1024), (128, 2048), (256, 4096), (512, 2048), (512, 8192))
+TINY_SIZES = ((16, 64), (32, 256))
+TARGET_RATIO = 1.5
+
+
+def make_inputs(rollouts: int, tokens: int, group: int, seed: int = 0) -> dict:
+    """verl-shaped padded inputs for one advantage call: rewards, mask, uid index and both log-probs [B, T]."""
+    gen = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(tokens // 4, tokens + 1, (rollouts,), generator=gen)  # [B]
+    positions = torch.arange(tokens)[None, :]  # [1, T]
+    mask = (positions < lengths[:, None]).to(torch.int64)  # [B, T]
+    scores = (torch.rand(rollouts, generator=gen) < 0.5).float()  # [B]
+    rewards = torch.zeros(rollouts, tokens)  # [B, T]
+    rewards[torch.arange(rollouts), lengths - 1] = scores
+    index = np.array([f"uid{i // group}" for i in range(rollouts)], dtype=object)  # [B]
+    old = -5 * torch.rand(rollouts, tokens, generator=gen)  # [B, T] s
+    teacher = -5 * torch.rand(rollouts, tokens, generator=gen)  # [B, T] τ
+    return dict(rewards=rewards, mask=mask, index=index, old=old, teacher=teacher, correct=scores >= 0.5)
+
+
+def timed(call, repeats: int) -> tuple[float, float]:
+    """(median, min) wall seconds of ``call()`` over ``repeats`` runs, after one warm-up run. The minimum is the
+    figure least disturbed by other processes on a shared machine; the median is the headline."""
+    call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), min(times)
+
+
+def bench_size(rollouts: int, tokens: int, *, group: int, repeats: int) -> dict:
+    """Median seconds of verl's grpo and of each of our estimators at one size, and ours / grpo."""
+    x = make_inputs(rollouts, tokens, group)
+    algo = AlgoConfig(norm_adv_by_std_in_grpo=True)
+    has_teacher = torch.ones(rollouts, dtype=torch.bool)  # [B] every row scored: the most work for ours
+
+    def grpo():
+        # verl mutates nothing it is given here, but clone the rewards like a fresh batch would arrive
+        return get_adv_estimator_fn("grpo")(x["rewards"].clone(), x["mask"], x["index"], config=algo)
+
+    def ours(name: str, cfg: RlrtConfig):
+        return lambda: get_adv_estimator_fn(name)(
+            x["rewards"].clone(), x["mask"], x["index"], algo, old_log_probs=x["old"], teacher_log_probs=x["teacher"],
+            correct=x["correct"], has_teacher=has_teacher, global_step=1, rlrt_cfg=cfg,
+        )
+
+    def one_pass():
+        return x["old"] + x["teacher"]  # one elementwise pass over [B, T] float32: the unit of our extra cost
+
+    row = {"rollouts": rollouts, "tokens": tokens, "response_tokens": int(x["mask"].sum()),
+           "seconds": {}, "min_seconds": {}, "ratio": {}, "min_ratio": {}, "extra_passes": {}}
+    row["seconds"]["pass"], row["min_seconds"]["pass"] = timed(one_pass, repeats)
+    row["seconds"]["grpo"], row["min_seconds"]["grpo"] = timed(grpo, repeats)
+    for name in OURS:
+        cfg = RlrtConfig().resolved(name, max_prompt_length=512, max_response_length=tokens)
+        row["seconds"][name], row["min_seconds"][name] = timed(ours(name, cfg), repeats)
+        row["ratio"][name] = row["seconds"][name] / row["seconds"]["grpo"]
+        row["min_ratio"][name] = row["min_seconds"][name] / row["min_seconds"]["grpo"]
+        # (ours − grpo) in units of one elementwise pass: what the reshaping of A costs beyond verl's function
+        row["extra_passes"][name] = (row["min_seconds"][name] - row["min_seconds"]["grpo"]) / row["min_seconds"]["pass"]
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tiny", action="store_true", help=f"CI mode: sizes {TINY_SIZES}, 3 repeats")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed calls per estimator and size (default 7; 3 with --tiny)")
+    parser.add_argument("--group", type=int, default=8, help="rollouts per prompt (rollout.n)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (default 1: on a shared machine a parallel op waits for its "
+                             "slowest thread, i.e. for a scheduler slice when another process holds the core)")
+    parser.add_argument("--json", default=None, help="also write the results to this file")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    sizes = TINY_SIZES if args.tiny else FULL_SIZES
+    repeats = args.repeats or (3 if args.tiny else 7)
+
+    result = {
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__,
+                    "torch_threads": torch.get_num_threads()},
+        "repeats": repeats, "group": args.group, "target_ratio": TARGET_RATIO, "sizes": [],
+    }
+    print(f"machine: {result['machine']}  repeats={repeats} group={args.group}")
+    print("median ms per call, ratio = ours / grpo (medians); min-ratio = the same with minimum times; "
+          "passes = (ours - grpo) / one elementwise [B, T] pass (minimum times)")
+    header = f"{'rollouts':>8} {'tokens':>6} {'pass ms':>8} {'grpo ms':>8}"
+    header += "".join(f" {n + ' ms':>13} {'ratio':>6} {'min-ratio':>9} {'passes':>6}" for n in OURS)
+    print(header)
+    for rollouts, tokens in sizes:
+        row = bench_size(rollouts, tokens, group=args.group, repeats=repeats)
+        result["sizes"].append(row)
+        seconds = row["seconds"]
+        line = f"{rollouts:>8} {tokens:>6} {1e3 * seconds['pass']:>8.2f} {1e3 * seconds['grpo']:>8.2f}"
+        line += "".join(
+            f" {1e3 * seconds[n]:>13.2f} {row['ratio'][n]:>6.2f} {row['min_ratio'][n]:>9.2f} {row['extra_passes'][n]:>6.1f}"
+            for n in OURS
+        )
+        print(line, flush=True)
+    headline = result["sizes"][-1]
+    worst = max(headline["ratio"].values())
+    result["headline"] = {"rollouts": headline["rollouts"], "tokens": headline["tokens"], "worst_ratio": worst,
+                          "target_met": worst <= TARGET_RATIO}
+    print(f"headline {headline['rollouts']} x {headline['tokens']}: worst ours/grpo = {worst:.2f} "
+          f"(target <= {TARGET_RATIO}: {'met' if worst <= TARGET_RATIO else 'MISSED'})")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(result, fh, indent=2)
+        print(f"json: {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""The benchmark scripts: bench_signals --tiny runs and reports every field; bench_teacher's FLOP formula and its
+reading of the worker's process-title samples. No timing is asserted anywhere."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+from rlrt_recipe.testing.launch import ROOT
+
+ESTIMATORS = ("rlrt", "rlsd", "opsd", "grpo_opsd")
+
+
+def _load(name: str):
+    """``scripts/<name>.py`` as a module (scripts/ is not a package: verl's wheel owns a top-level ``scripts``)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses resolve their annotations through sys.modules
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def test_bench_signals_tiny_reports_every_field(tmp_path):
+    """CI's bench_signals --tiny: exits 0, prints a row per size and the headline, and its JSON holds a time and a
+    ratio for every estimator at every size (guards a renamed estimator or a broken keyword contract)."""
+    out = tmp_path / "signals.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_signals.py"), "--tiny", "--repeats", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "headline" in result.stdout
+    data = json.loads(out.read_text())
+    assert len(data["sizes"]) == 2
+    for row in data["sizes"]:
+        assert set(row["seconds"]) == {"pass", "grpo", *ESTIMATORS}
+        assert set(row["ratio"]) == set(row["min_ratio"]) == set(row["extra_passes"]) == set(ESTIMATORS)
+    assert set(data["headline"]) == {"rollouts", "tokens", "worst_ratio", "target_met"}
+
+
+def test_forward_flops_by_hand():
+    """F = 2·N·ΣL + 2·n_layers·d·ΣL²: rows of 3 and 5 tokens, N = 10, 2 layers, d = 4."""
+    bench = _load("bench_teacher")
+    model = {"matmul_params": 10, "layers": 2, "hidden": 4}
+    assert bench.forward_flops(3 + 5, 9 + 25, model) == 2 * 10 * 8 + 2 * 2 * 4 * 34
+
+
+def test_worker_passes_from_title_samples():
+    """Two compute_log_prob runs separated by other tasks: each is one pass with the RSS before, its peak and the
+    RSS after; another worker with fewer runs is ignored."""
+    bench = _load("bench_teacher")
+    sampler = bench.WorkerSampler()
+    idle, task = "ray::WorkerDict", "ray::WorkerDict.actor_rollout_compute_log_prob"
+    sampler.samples = {
+        1: [(idle, 100), (task, 150), (task, 170), (idle, 120), ("ray::WorkerDict.actor_rollout_update_actor", 300),
+            (idle, 130), (task, 140), (idle, 135)],
+        2: [(idle, 10), (task, 20), (idle, 10)],
+    }
+    passes = sampler.passes()
+    assert passes == [
+        {"rss_before": 100, "rss_peak": 170, "rss_after": 120},
+        {"rss_before": 130, "rss_peak": 140, "rss_after": 135},
+    ]
+
