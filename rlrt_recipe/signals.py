@@ -39,15 +39,22 @@ def token_weights(
     _check_direction(direction)
     _check_eps_w(eps_w)
     response = _response_positions(mask, like=delta)  # [B, T] bool
-    delta = _finite_delta(delta, response)  # [B, T] float32, 0 off the response
-    sign = torch.where(response, torch.sign(adv.float()), 0.0)  # [B, T]
-    weight = _unclipped_weights(delta, sign, direction).clamp(1.0 - eps_w, 1.0 + eps_w)  # [B, T]
-    return torch.where(response & (sign != 0), weight, 1.0)  # [B, T]
+    return _clipped_weights(_finite_delta(delta, response), adv, response, direction, eps_w)
+
+
+def _clipped_weights(
+    delta: torch.Tensor, adv: torch.Tensor, response: torch.Tensor, direction: int, eps_w: float
+) -> torch.Tensor:
+    """token_weights on a checked Δ (finite, 0 off the response). Where sign(A) = 0 or off the response the
+    exponent is exactly 0, so w = exp(0) = 1 there with no extra pass; in-place steps avoid temporaries."""
+    sign = torch.where(response, torch.sign(adv.float()), 0.0)  # [B, T], 0 off the response
+    return _unclipped_weights(delta, sign, direction).clamp_(1.0 - eps_w, 1.0 + eps_w)  # [B, T]
 
 
 def _unclipped_weights(delta: torch.Tensor, sign: torch.Tensor, direction: int) -> torch.Tensor:
     """exp(d · sign(A) · Δ_t), before the clip."""
-    return torch.exp(direction * sign * delta)
+    exponent = sign * delta  # [..]
+    return torch.exp_(exponent if direction == 1 else exponent.neg_())
 
 
 def reweighted_advantages(
@@ -70,15 +77,17 @@ def reweighted_advantages(
     if gate not in GATES:
         raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
     _check_lambda(lam)
-    weight = token_weights(delta, adv, mask, direction=direction, eps_w=eps_w)  # [B, T]
+    _check_direction(direction)
+    _check_eps_w(eps_w)
     response = _response_positions(mask, like=delta)  # [B, T]
     for name, flags in (("correct", correct), ("has_teacher", has_teacher)):
         if flags.shape != delta.shape[:1]:
             raise ValueError(f"{name} must be a bool [B] tensor with B = {delta.shape[0]}, got {tuple(flags.shape)}")
+    weight = _clipped_weights(_finite_delta(delta, response), adv, response, direction, eps_w)  # [B, T]
     adv = torch.where(response, adv.float(), 0.0)  # [B, T]
     reweighted_rows = has_teacher.bool() & (correct.bool() if gate == "correct" else True)  # [B]
-    reweighted = adv + adv * (lam * (weight - 1.0))  # [B, T]
-    return torch.where(reweighted_rows[:, None] & response, reweighted, adv)  # [B, T]
+    reweighted = torch.addcmul(adv, adv, weight.sub_(1.0).mul_(lam))  # [B, T] A + A·λ·(w − 1); 0 off the response
+    return torch.where(reweighted_rows[:, None], reweighted, adv)  # [B, T]
 
 
 def opsd_advantages(
@@ -167,14 +176,15 @@ def nonfinite_rows(values: torch.Tensor, mask: torch.Tensor) -> list[int]:
 
 def _finite_delta(delta: torch.Tensor, response: torch.Tensor) -> torch.Tensor:
     """Δ in float32 with zeros off the response; raises if Δ is NaN or ±inf at a response position."""
-    delta = delta.detach().float()  # stop-gradient: Δ is a signal, never a path for gradients
-    rows = nonfinite_rows(delta, response)
+    delta = torch.where(response, delta.detach().float(), 0.0)  # stop-gradient: Δ is a signal, never a path
+    # One reduction catches any NaN/±inf (a huge finite sum could overflow too: then the rows decide).
+    rows = [] if torch.isfinite(delta.sum()) else nonfinite_rows(delta, response)
     if rows:
         raise ValueError(
             f"non-finite teacher/student log-prob gap at response positions of rows {rows[:10]}"
             + (f" (and {len(rows) - 10} more)" if len(rows) > 10 else "")
         )
-    return torch.where(response, delta, 0.0)
+    return delta
 
 
 def _check_direction(direction: int) -> None:
