@@ -3,8 +3,8 @@
 
     python scripts/warm_start.py --out artifacts/toy/model --data-dir artifacts/toy/data
 
-Writes the model (``TOY_SPEC``, tokenizer trained locally) to --out, ``train.parquet`` (the train problems,
-repeated) and ``heldout.parquet`` to --data-dir, then prints one JSON line: parameters, losses, pass rates at
+Writes the model (``TOY_SPEC``, tokenizer trained locally) to --out, ``train.parquet`` (the RL set: the
+first --rl-problems train problems, repeated) and ``heldout.parquet`` to --data-dir, then prints one JSON line: parameters, losses, pass rates at
 temperature 1, and the semantic check's mean Δ = τ − s on held-out answer tokens for the right reference,
 a wrong reference and the identity template (rlrt_recipe.toy.semantic). Exits 1 if the check fails
 (right ≥ 0.5, wrong ≤ −0.5, |identity| ≤ 1e-5) or the pass rate is 0 or 1.
@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="model directory to write")
     parser.add_argument("--data-dir", default=None, help="also write train.parquet and heldout.parquet here")
-    parser.add_argument("--repeat", type=int, default=8, help="copies of the train problems in train.parquet")
+    parser.add_argument("--rl-problems", type=int, default=8, help="train problems in train.parquet (RL set)")
+    parser.add_argument("--repeat", type=int, default=16, help="copies of each of them in train.parquet")
     parser.add_argument("--steps", type=int, default=defaults.steps)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--lr", type=float, default=defaults.lr)
@@ -42,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     model, tokenizer, render = load(args.out)
     summary["delta"] = semantic.answer_gaps(model, tokenizer, render, task.split_problems()["heldout"], seed=args.seed)
     if args.data_dir:
-        task.write_parquet(os.path.join(args.data_dir, "train.parquet"), "train", repeat=args.repeat)
+        task.write_parquet(os.path.join(args.data_dir, "train.parquet"), "train", repeat=args.repeat,
+                           limit=args.rl_problems)
         task.write_parquet(os.path.join(args.data_dir, "heldout.parquet"), "heldout")
     summary["wall_s"] = round(time.time() - start, 1)
     print(json.dumps(summary))

@@ -62,11 +62,15 @@ def row(problem: Problem, index: int, split: str) -> dict[str, Any]:
     }
 
 
-def write_parquet(path: str | os.PathLike, split: str, repeat: int = 1) -> str:
-    """Write the ``split`` problems (each ``repeat`` times, so an epoch covers many steps) to parquet."""
+def write_parquet(path: str | os.PathLike, split: str, repeat: int = 1, limit: int | None = None) -> str:
+    """Write the first ``limit`` (default all) ``split`` problems, each ``repeat`` times, to parquet.
+
+    A short RL run sees each prompt a few times only if the set is small: 15 steps × 4 prompts over 8
+    problems visit each ~7 times, over 80 problems less than once.
+    """
     import pandas as pd
 
-    problems = split_problems()[split] * repeat
+    problems = split_problems()[split][:limit] * repeat
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     pd.DataFrame([row(p, i, split) for i, p in enumerate(problems)]).to_parquet(path)
