@@ -141,30 +141,29 @@ def gap_statistics(
     ``rows`` [B] with A ≠ 0: Δ mean, std, mean |Δ|, fraction Δ > 0; w mean and the fractions at 1 − ε_w and 1 + ε_w.
 
     Keys: ``delta_mean``, ``delta_std``, ``delta_abs_mean``, ``delta_pos_frac``, ``w_mean``, ``w_clip_low_frac``,
-    ``w_clip_high_frac``; all 0.0 when no token is selected.
+    ``w_clip_high_frac``; empty when no token is selected (a step without scored tokens has no statistic,
+    and logging 0 would drag averages over steps down).
     """
     response = _response_positions(mask, like=delta)  # [B, T]
     selected = response & rows.bool()[:, None] & (torch.where(response, adv.float(), 0.0) != 0)  # [B, T]
     gaps = _finite_delta(delta, response)[selected]  # [N]
-    stats = {"delta_mean": 0.0, "delta_std": 0.0, "delta_abs_mean": 0.0, "delta_pos_frac": 0.0}
-    if gaps.numel():
-        stats.update(
-            delta_mean=gaps.mean().item(),
-            delta_std=gaps.std(unbiased=False).item(),
-            delta_abs_mean=gaps.abs().mean().item(),
-            delta_pos_frac=(gaps > 0).float().mean().item(),
-        )
+    if not gaps.numel():
+        return {}
+    stats = {
+        "delta_mean": gaps.mean().item(),
+        "delta_std": gaps.std(unbiased=False).item(),
+        "delta_abs_mean": gaps.abs().mean().item(),
+        "delta_pos_frac": (gaps > 0).float().mean().item(),
+    }
     if direction is not None and eps_w is not None:
         _check_direction(direction)
         _check_eps_w(eps_w)
         unclipped = _unclipped_weights(gaps, torch.sign(adv.float()[selected]), direction)  # [N]
-        stats.update({"w_mean": 0.0, "w_clip_low_frac": 0.0, "w_clip_high_frac": 0.0})
-        if unclipped.numel():
-            stats.update(
-                w_mean=unclipped.clamp(1.0 - eps_w, 1.0 + eps_w).mean().item(),
-                w_clip_low_frac=(unclipped < 1.0 - eps_w).float().mean().item(),
-                w_clip_high_frac=(unclipped > 1.0 + eps_w).float().mean().item(),
-            )
+        stats.update(
+            w_mean=unclipped.clamp(1.0 - eps_w, 1.0 + eps_w).mean().item(),
+            w_clip_low_frac=(unclipped < 1.0 - eps_w).float().mean().item(),
+            w_clip_high_frac=(unclipped > 1.0 + eps_w).float().mean().item(),
+        )
     return stats
 
 

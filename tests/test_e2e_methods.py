@@ -59,9 +59,10 @@ def test_teacher_methods_run_and_log(runs, name):
     assert sorted(metrics) == [1, 2]
     for step, data in metrics.items():
         ours = {k: v for k, v in data.items() if k.startswith("rlrt/") or k in ("timing_s/teacher",)}
-        assert "timing_s/teacher" in ours and "rlrt/delta_abs_mean" in ours
+        assert "timing_s/teacher" in ours and "rlrt/scored_row_frac" in ours
         assert all(math.isfinite(float(v)) for v in ours.values()), ours
-    assert max(data["rlrt/delta_abs_mean"] for data in metrics.values()) > 0
+    # Δ statistics exist on steps with scored tokens (a step of degenerate groups has none)
+    assert max(data.get("rlrt/delta_abs_mean", 0.0) for data in metrics.values()) > 0
     assert [d["actor/pg_loss"] for d in metrics.values()] != [d["actor/pg_loss"] for d in runs["grpo"].values()]
 
 
@@ -86,8 +87,9 @@ def test_padding_rows_are_not_counted_on_two_ranks(runs):
 
 def test_identity_template_gives_zero_gap_end_to_end(runs):
     """Alignment guard: teacher prompt = student prompt ⇒ Δ = 0 on every scored token, through the real loop."""
-    for data in runs["identity"].values():
-        assert data["rlrt/scored_row_frac"] > 0
+    scored_steps = [data for data in runs["identity"].values() if data["rlrt/scored_row_frac"] > 0]
+    assert scored_steps
+    for data in scored_steps:
         assert data["rlrt/delta_abs_mean"] <= 1e-5
 
 

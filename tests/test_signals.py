@@ -255,5 +255,4 @@ def test_gap_statistics_hand_computed():
     assert stats["delta_pos_frac"] == pytest.approx(0.5)
     assert stats["w_mean"] == pytest.approx((1.2 + 0.8) / 2)
     assert (stats["w_clip_low_frac"], stats["w_clip_high_frac"]) == (0.5, 0.5)
-    empty = gap_statistics(delta, adv, mask, torch.tensor([False, False]))
-    assert empty == {"delta_mean": 0.0, "delta_std": 0.0, "delta_abs_mean": 0.0, "delta_pos_frac": 0.0}
+    assert gap_statistics(delta, adv, mask, torch.tensor([False, False]), direction=1, eps_w=0.2) == {}
