@@ -160,6 +160,9 @@ def mean_curve(runs: list[Steps], key: str) -> tuple[list[int], list[float], lis
 def plot_curves(method_runs: dict[str, list[Steps]], metrics: Sequence[str] | None = None, ncols: int = 3):
     """One panel per metric, one line per method that logged it (mean over runs, ± std band for several).
 
+    A method keeps one colour in every panel, so a method that logs no ``rlrt/*`` (grpo) does not shift the
+    others' colours in those panels.
+
     Returns the matplotlib ``Figure``. It is built without pyplot (no global figure registry, no display
     needed), so ``fig.savefig("x.png")`` renders with Agg whatever backend the caller has.
     """
@@ -169,6 +172,7 @@ def plot_curves(method_runs: dict[str, list[Steps]], metrics: Sequence[str] | No
     nrows = max(1, math.ceil(len(metrics) / ncols))
     fig = Figure(figsize=(5 * ncols, 3.5 * nrows))
     axes = fig.subplots(nrows, ncols, squeeze=False)
+    colours = {method: f"C{k}" for k, method in enumerate(method_runs)}
     for ax, metric in zip(axes.flat, metrics):
         ax.set_title(metric, fontsize=9)
         ax.set_xlabel("step")
@@ -176,11 +180,11 @@ def plot_curves(method_runs: dict[str, list[Steps]], metrics: Sequence[str] | No
             xs, means, stds = mean_curve(runs, metric)
             if not xs:
                 continue
-            (line,) = ax.plot(xs, means, label=method)
+            ax.plot(xs, means, label=method, color=colours[method])
             if len(runs) > 1:
                 low = [m - s for m, s in zip(means, stds)]
                 high = [m + s for m, s in zip(means, stds)]
-                ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+                ax.fill_between(xs, low, high, color=colours[method], alpha=0.2, linewidth=0)
         if ax.get_lines():
             ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(metrics) :]:

@@ -6,7 +6,7 @@ entropy and the rlrt/* teacher signals, one line per method (mean over seeds, ±
 
 Each --run METHOD=PATH is one training run (a verl file-logger .jsonl or a directory of launch files);
 repeat a METHOD for several seeds. Writes <out>.md (rlrt_recipe.toy.compare.summary_markdown, also
-printed) and <out>.png (rlrt_recipe.toy.compare.plot_comparison: one colour per method in every panel).
+printed) and <out>.png (rlrt_recipe.report.plot_curves over PLOT_METRICS: one colour per method in every panel).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from rlrt_recipe.report import load_runs, parse_runs
-from rlrt_recipe.toy.compare import plot_comparison, summary_markdown
+from rlrt_recipe.report import load_runs, parse_runs, plot_curves
+from rlrt_recipe.toy.compare import PLOT_METRICS, summary_markdown
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     markdown = summary_markdown(method_runs, last=args.last)
     out.with_suffix(".md").write_text(markdown, encoding="utf-8")
-    plot_comparison(method_runs).savefig(out.with_suffix(".png"), dpi=args.dpi)
+    plot_curves(method_runs, PLOT_METRICS, ncols=4).savefig(out.with_suffix(".png"), dpi=args.dpi)
     print(markdown)
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.png')}")
     return 0

@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Sequence
 
 from rlrt_recipe.logs import metric_series
-from rlrt_recipe.report import CURVE_METRICS, Steps, mean_curve
+from rlrt_recipe.report import CURVE_METRICS, Steps
 
 #: Panels of the comparison figure: verl's reward, length and entropy, then the teacher signals.
 PLOT_METRICS = (
@@ -54,37 +54,3 @@ def _cell(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.3f}"
     return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
-
-
-def plot_comparison(method_runs: dict[str, list[Steps]], metrics: Sequence[str] = PLOT_METRICS, ncols: int = 4):
-    """One panel per metric, one line per method (mean over seeds, ± std band for several seeds).
-
-    Unlike ``rlrt_recipe.report.plot_curves`` (colours by order within each panel), a method keeps one
-    colour in every panel, so grpo — which logs no ``rlrt/*`` — does not shift the others' colours.
-    """
-    import math
-
-    from matplotlib.figure import Figure
-
-    colours = {method: f"C{k}" for k, method in enumerate(method_runs)}
-    nrows = max(1, math.ceil(len(metrics) / ncols))
-    fig = Figure(figsize=(4 * ncols, 2.8 * nrows))
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for ax, metric in zip(axes.flat, metrics):
-        ax.set_title(metric, fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
-        ax.tick_params(labelsize=7)
-        for method, runs in method_runs.items():
-            xs, means, stds = mean_curve(runs, metric)
-            if not xs:
-                continue
-            ax.plot(xs, means, label=method, color=colours[method])
-            if len(runs) > 1:
-                ax.fill_between(xs, [m - d for m, d in zip(means, stds)], [m + d for m, d in zip(means, stds)],
-                                color=colours[method], alpha=0.2, linewidth=0)
-        if ax.get_lines():
-            ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(metrics):]:
-        ax.set_visible(False)
-    fig.tight_layout()
-    return fig
