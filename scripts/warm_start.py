@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
@@ -43,9 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     model, tokenizer, render = load(args.out)
     summary["delta"] = semantic.answer_gaps(model, tokenizer, render, task.split_problems()["heldout"], seed=args.seed)
     if args.data_dir:
-        task.write_parquet(os.path.join(args.data_dir, "train.parquet"), "train", repeat=args.repeat,
-                           limit=args.rl_problems)
-        task.write_parquet(os.path.join(args.data_dir, "heldout.parquet"), "heldout")
+        task.write_rl_data(args.data_dir, rl_problems=args.rl_problems, repeat=args.repeat)
     summary["wall_s"] = round(time.time() - start, 1)
     print(json.dumps(summary))
     failures = semantic.failures(summary["delta"])

@@ -26,3 +26,16 @@ def tiny_data_dir(tmp_path_factory) -> str:
     write_math_parquet(data_dir / "train.parquet", 16, seed=0, split="train")
     write_math_parquet(data_dir / "test.parquet", 4, seed=1, split="test")
     return str(data_dir)
+
+
+@pytest.fixture(scope="session")
+def toy_warm_start(tmp_path_factory) -> dict:
+    """The toy task's default warm start (``rlrt_recipe.toy``; 45–140 s on 2 cores) and its RL data, as
+    scripts/warm_start.py writes them: ``{"summary", "model_dir", "data_dir"}``."""
+    from rlrt_recipe.toy import task
+    from rlrt_recipe.toy.warm_start import warm_start
+
+    root = tmp_path_factory.mktemp("toy")
+    summary = warm_start(root / "model")
+    task.write_rl_data(root / "data")
+    return {"summary": summary, "model_dir": str(root / "model"), "data_dir": str(root / "data")}

@@ -1,54 +1,68 @@
-"""verl's real main_ppo loop on CPU (RLSD under rlrt_sync, tiny random model, seeded reward), via scripts/run_cpu_demo.sh.
+"""verl's real main_ppo loop on CPU: two launches of scripts/run_cpu_demo.sh, the second resuming the first.
 
-Two launches, ~45 s each: the first runs step 1 and saves a checkpoint, the second resumes from it and
-runs step 2. Together they check that the loop runs, that its metrics are sane, that the rollout follows
-the actor's weights (also right after a resume), and that checkpoint/resume works on CPU.
+Both run under ``rlrt_sync`` on 2 FSDP ranks, with a tiny random model that has a Qwen3-style chat template,
+the seeded test reward (about half of each group correct) and lr 1e-2, 5 prompts × 4 rollouts per step
+(20 real rows; verl pads the batch for the 2 ranks):
+
+- launch 1, step 1, saves a checkpoint: RLRT with the identity template ``"{question}"`` for every context,
+  so the teacher prompt equals the student's and Δ must be 0 on every scored token (the end-to-end
+  alignment guard, here across ranks and padding rows); chat template with thinking on;
+- launch 2 resumes from that checkpoint, step 2: RLSD with the default answer template and the rlrt policy
+  loss (β_loss = 0.1); thinking off.
+
+Every teacher step re-renders each real row's student prompt with verl's token builder and raises unless it
+equals the stored prompt ids, so finishing both launches proves the builder matches the agent loop for the
+Qwen3 template with thinking on and off. The four methods on one rank are test_e2e_methods.py.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 
 from rlrt_recipe.logs import launch_files, read_metrics
+from rlrt_recipe.privileged import IDENTITY_TEMPLATE, TEMPLATE_KINDS
 from rlrt_recipe.signals import lambda_at
 from rlrt_recipe.testing.launch import run_cpu_demo
 
 pytestmark = pytest.mark.e2e
 
+REAL_ROWS = 5 * 4
 # lr 1e-2 moves the tiny model visibly in one update: a rollout left on stale weights shows
-# rollout_probs_diff_mean ~5e-4 (CPU_BACKEND.md); with the weight sync it stays ~1e-9. The pair runs
-# RLSD under rlrt_sync, so the teacher step, its λ schedule and verl's checkpointing are resumed together.
-OVERRIDES = [
-    "trainer.save_freq=1", "actor_rollout_ref.actor.optim.lr=1e-2",
-    "algorithm.adv_estimator=rlsd", "trainer.v1.trainer_mode=rlrt_sync",
+# rollout_probs_diff_mean ~5e-4 (CPU_BACKEND.md); with the weight sync it stays ~1e-9.
+COMMON = [
+    "trainer.save_freq=1", "actor_rollout_ref.actor.optim.lr=1e-2", "trainer.v1.trainer_mode=rlrt_sync",
+    "trainer.n_gpus_per_node=2", "data.train_batch_size=5", "actor_rollout_ref.actor.ppo_mini_batch_size=2",
+]
+LAUNCH_1 = [
+    *COMMON, "algorithm.adv_estimator=rlrt", "+data.apply_chat_template_kwargs.enable_thinking=true",
+    *(f"+rlrt.privileged_templates.{kind}='{IDENTITY_TEMPLATE}'" for kind in TEMPLATE_KINDS),
+]
+LAUNCH_2 = [
+    *COMMON, "algorithm.adv_estimator=rlsd", "+data.apply_chat_template_kwargs.enable_thinking=false",
+    "actor_rollout_ref.actor.policy_loss.loss_mode=rlrt", "+rlrt.distill_loss_coef=0.1",
 ]
 
 
-def run_demo(experiment_dir: Path, model_dir: str, data_dir: str, steps: int) -> str:
-    return run_cpu_demo(experiment_dir, model_dir, data_dir, steps=steps, overrides=OVERRIDES)
-
-
 @pytest.fixture(scope="module")
-def two_launches(tmp_path_factory, tiny_model_dir, tiny_data_dir):
-    """Launch 1: step 1 + checkpoint. Launch 2: resume, step 2. Returns (experiment dir, both outputs)."""
+def two_launches(tmp_path_factory, qwen3_model_dir, tiny_data_dir):
+    """(experiment dir, {step: metrics}, output of launch 1, output of launch 2)."""
     experiment_dir = tmp_path_factory.mktemp("e2e_resume")
-    first = run_demo(experiment_dir, tiny_model_dir, tiny_data_dir, steps=1)
-    second = run_demo(experiment_dir, tiny_model_dir, tiny_data_dir, steps=2)
-    return experiment_dir, first, second
+    first = run_cpu_demo(experiment_dir, qwen3_model_dir, tiny_data_dir, steps=1, overrides=LAUNCH_1)
+    second = run_cpu_demo(experiment_dir, qwen3_model_dir, tiny_data_dir, steps=2, overrides=LAUNCH_2)
+    return experiment_dir, read_metrics(experiment_dir), first, second
 
 
 def test_steps_log_finite_actor_and_timing_metrics(two_launches):
-    """main_ppo exits 0 and logs both steps with finite actor/* and timing_s/* metrics; pg_loss is not 0
+    """main_ppo exits 0 and logs both steps with finite actor/*, timing_s/* and rlrt/* metrics; pg_loss is not 0
     (two updates per step: the second mini-batch is off-policy, and the seeded reward gives advantages)."""
-    experiment_dir, _, _ = two_launches
-    metrics = read_metrics(experiment_dir)
+    metrics = two_launches[1]
     assert sorted(metrics) == [1, 2]
     for step, data in metrics.items():
-        checked = {key: value for key, value in data.items() if key.startswith(("actor/", "timing_s/"))}
-        assert {"actor/pg_loss", "actor/grad_norm", "timing_s/step", "timing_s/gen", "timing_s/update_actor"} <= set(checked)
+        checked = {key: value for key, value in data.items() if key.startswith(("actor/", "timing_s/", "rlrt/"))}
+        assert {"actor/pg_loss", "actor/grad_norm", "timing_s/step", "timing_s/gen", "timing_s/update_actor",
+                "timing_s/teacher", "rlrt/scored_row_frac"} <= set(checked)
         bad = {key: value for key, value in checked.items() if not math.isfinite(float(value))}
         assert not bad, f"step {step}: non-finite metrics {bad}"
         assert abs(data["actor/pg_loss"]) > 1e-4, f"step {step}: pg_loss {data['actor/pg_loss']} is ~0"
@@ -58,15 +72,14 @@ def test_steps_log_finite_actor_and_timing_metrics(two_launches):
 def test_rollout_follows_the_actor_weights(two_launches):
     """With lr 1e-2, rollout and actor log-probs agree at every step, including the first step after a
     resume: the hf rollout receives the actor's weights after init, after each update and after loading."""
-    experiment_dir, _, _ = two_launches
-    for step, data in read_metrics(experiment_dir).items():
+    for step, data in two_launches[1].items():
         assert data["training/rollout_probs_diff_valid"] == 1.0
         assert data["training/rollout_probs_diff_mean"] < 1e-4, f"step {step}: rollout uses stale weights"
 
 
 def test_second_launch_resumes_from_the_step_1_checkpoint(two_launches):
-    """Checkpoint/resume on CPU: launch 1 saves global_step_1; launch 2 loads it and logs only step 2."""
-    experiment_dir, first, second = two_launches
+    """Checkpoint/resume on CPU with 2 ranks: launch 1 saves global_step_1; launch 2 loads it and logs only step 2."""
+    experiment_dir, _, first, second = two_launches
     checkpoints = experiment_dir / "checkpoints"
     assert (checkpoints / "global_step_1" / "actor").is_dir()
     assert (checkpoints / "latest_checkpointed_iteration.txt").read_text().strip() == "2"
@@ -77,8 +90,36 @@ def test_second_launch_resumes_from_the_step_1_checkpoint(two_launches):
     assert f"metrics log: {first_log}" in first
 
 
-def test_resume_continues_the_lambda_schedule(two_launches):
-    """λ_k is read at verl's restored global_steps: step 2 of the resumed launch logs λ₂ of linear_decay."""
-    experiment_dir, _, _ = two_launches
-    for step, data in read_metrics(experiment_dir).items():
-        assert data["rlrt/lambda"] == pytest.approx(lambda_at(step, schedule="linear_decay", lam0=0.5, decay_steps=50))
+def test_lambda_is_read_at_the_restored_step(two_launches):
+    """λ_k uses verl's global step: RLRT's constant λ at step 1, then RLSD's linear decay at the resumed step 2."""
+    metrics = two_launches[1]
+    assert metrics[1]["rlrt/lambda"] == pytest.approx(lambda_at(1, schedule="constant", lam0=0.5))
+    assert metrics[2]["rlrt/lambda"] == pytest.approx(lambda_at(2, schedule="linear_decay", lam0=0.5, decay_steps=50))
+
+
+def test_padding_rows_are_not_counted_on_two_ranks(two_launches):
+    """20 real rows per step, whatever verl padded the batch to for 2 ranks."""
+    for data in two_launches[1].values():
+        assert sum(v for k, v in data.items() if k.startswith("rlrt/context/")) == REAL_ROWS
+
+
+def test_rlrt_gates_on_correct_rollouts_and_uses_siblings(two_launches):
+    """Launch 1: some but not all rollouts pass RLRT's gate, and correct siblings are used as the context."""
+    data = two_launches[1][1]
+    assert 0 < data["rlrt/gate_pass_frac"] < 1
+    assert data["rlrt/context/sibling"] > 0
+
+
+def test_identity_template_gives_zero_gap_end_to_end(two_launches):
+    """Alignment guard: teacher prompt = student prompt ⇒ Δ = 0 on every scored token, on 2 ranks with padding."""
+    data = two_launches[1][1]
+    assert data["rlrt/scored_row_frac"] > 0
+    assert data["rlrt/delta_abs_mean"] <= 1e-5
+
+
+def test_distillation_loss_term_reaches_the_actor_update(two_launches):
+    """Launch 2: the answer reference moves Δ, and loss_mode=rlrt with β_loss = 0.1 saw teacher_log_probs in
+    every micro-batch and logged its term."""
+    data = two_launches[1][2]
+    assert data["rlrt/delta_abs_mean"] > 0
+    assert data["actor/distill_loss"] > 0 and math.isfinite(data["actor/distill_loss"])

@@ -1,10 +1,10 @@
-"""Every teacher-based method through verl's real main_ppo loop on CPU (rlrt_sync, fp32, seeded reward).
+"""GRPO, RLSD, RLRT and OPSD through verl's real main_ppo loop on the CPU toy task: the comparison script's
+``--quick`` mode (scripts/compare_methods_cpu.sh), which is also every method's end-to-end run.
 
-Six launches of scripts/run_cpu_demo.sh, 2 steps each: a grpo baseline, rlrt, rlsd on 2 FSDP ranks with
-verl's padding rows, opsd and grpo_opsd on a Qwen3-style chat template with thinking off and on, and rlsd
-with the identity template (the end-to-end alignment guard). Every teacher step re-renders each real
-row's student prompt with verl's token builder and raises unless it equals the stored prompt ids, so a
-run that finishes proves the builder matches the agent loop's rendering for that template.
+Four launches, one per method, 2 steps each with 2 prompts × 4 rollouts, on the warm-started toy model (the
+session's ``toy_warm_start``) with the math-verify reward, then the script's table and PNG. The resume pair in
+test_e2e_cpu.py covers 2 ranks with verl's padding rows, the identity template, the Qwen3 template and the
+distillation loss; this file covers each estimator's own behaviour under the trainer.
 """
 
 from __future__ import annotations
@@ -15,99 +15,79 @@ import pytest
 
 from rlrt_recipe.logs import read_metrics
 from rlrt_recipe.signals import lambda_at
-from rlrt_recipe.testing.launch import run_cpu_demo
+from rlrt_recipe.testing.launch import run_script
 
 pytestmark = pytest.mark.e2e
 
-TEACHER = ["trainer.v1.trainer_mode=rlrt_sync"]
-RUNS = {
-    "grpo": [],
-    # 4 prompts × 4 rollouts: groups with two correct rollouts (siblings) are all but certain
-    "rlrt": ["algorithm.adv_estimator=rlrt", *TEACHER, "data.train_batch_size=4"],
-    # 2 ranks; 12 rows padded by verl to a multiple of lcm(2, 2 × 4) = 8, i.e. 4 padding rows
-    "rlsd_2ranks": ["algorithm.adv_estimator=rlsd", *TEACHER, "trainer.n_gpus_per_node=2",
-                    "data.train_batch_size=3", "actor_rollout_ref.actor.ppo_mini_batch_size=2"],
-    # Qwen3-style template (enable_thinking off / on): the student-prompt check covers both renderings
-    "opsd": ["algorithm.adv_estimator=opsd", *TEACHER, "+data.apply_chat_template_kwargs.enable_thinking=false"],
-    # ... and the rlrt policy loss with the distillation term (teacher_log_probs must reach every micro-batch)
-    "grpo_opsd": ["algorithm.adv_estimator=grpo_opsd", *TEACHER, "+data.apply_chat_template_kwargs.enable_thinking=true",
-                  "actor_rollout_ref.actor.policy_loss.loss_mode=rlrt", "+rlrt.distill_loss_coef=0.1"],
-    "identity": ["algorithm.adv_estimator=rlsd", *TEACHER, "+rlrt.privileged_templates.answer='{question}'"],
-}
-
-
-QWEN3_TEMPLATE_RUNS = ("opsd", "grpo_opsd")
+METHODS = ("grpo", "rlsd", "rlrt", "opsd")
+TEACHER_METHODS = METHODS[1:]
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, tiny_model_dir, qwen3_model_dir, tiny_data_dir):
-    """{name: {step: metrics}} for every launch in RUNS (same data and seed; model per QWEN3_TEMPLATE_RUNS)."""
-    out = {}
-    for name, overrides in RUNS.items():
-        experiment = tmp_path_factory.mktemp(f"e2e_{name}")
-        model = qwen3_model_dir if name in QWEN3_TEMPLATE_RUNS else tiny_model_dir
-        run_cpu_demo(experiment, model, tiny_data_dir, steps=2, overrides=overrides)
-        out[name] = read_metrics(experiment)
-    return out
+def comparison(tmp_path_factory, toy_warm_start):
+    """(output dir, {method: {step: metrics}}, script output) of ``compare_methods_cpu.sh --quick``."""
+    out = tmp_path_factory.mktemp("toy_comparison_quick")
+    env = {"OUT": str(out), "MODEL_DIR": toy_warm_start["model_dir"], "DATA_DIR": toy_warm_start["data_dir"]}
+    output = run_script("compare_methods_cpu.sh", ["--quick"], env=env, timeout=2400)
+    runs = {method: read_metrics(out / "runs" / method / "seed1") for method in METHODS}
+    return out, runs, output
 
 
-@pytest.mark.parametrize("name", ["rlrt", "rlsd_2ranks", "opsd", "grpo_opsd"])
-def test_teacher_methods_run_and_log(runs, name):
-    """Both steps logged; every rlrt/* metric and timing_s/teacher finite; the teacher moved Δ; the loss
-    differs from the grpo run's."""
-    metrics = runs[name]
+def test_quick_mode_reuses_the_warm_start_and_writes_table_and_plot(comparison):
+    """The script skips the warm start when the model exists, and reports every method in its table and PNG."""
+    out, _, output = comparison
+    assert "warm_start.py" not in output
+    table = (out / "summary.md").read_text()
+    rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")][1:]
+    assert rows == list(METHODS)
+    assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_grpo_runs_on_the_stock_trainer(comparison):
+    """Plain GRPO: both steps with finite actor/* and timing_s/* metrics, pg_loss ≠ 0, and no teacher step."""
+    metrics = comparison[1]["grpo"]
     assert sorted(metrics) == [1, 2]
-    for step, data in metrics.items():
-        ours = {k: v for k, v in data.items() if k.startswith("rlrt/") or k in ("timing_s/teacher",)}
-        assert "timing_s/teacher" in ours and "rlrt/scored_row_frac" in ours
-        assert all(math.isfinite(float(v)) for v in ours.values()), ours
-    # Δ statistics exist on steps with scored tokens (a step of degenerate groups has none)
-    assert max(data.get("rlrt/delta_abs_mean", 0.0) for data in metrics.values()) > 0
-    assert [d["actor/pg_loss"] for d in metrics.values()] != [d["actor/pg_loss"] for d in runs["grpo"].values()]
-
-
-@pytest.mark.parametrize("name, estimator", [("rlrt", "rlrt"), ("rlsd_2ranks", "rlsd")])
-def test_logged_lambda_follows_the_schedule(runs, name, estimator):
-    schedule = {"rlrt": dict(schedule="constant", lam0=0.5), "rlsd": dict(schedule="linear_decay", lam0=0.5, decay_steps=50)}
-    for step, data in runs[name].items():
-        assert data["rlrt/lambda"] == pytest.approx(lambda_at(step, **schedule[estimator]))
-
-
-def test_rlrt_gates_on_correct_rollouts_and_uses_siblings(runs):
-    metrics = runs["rlrt"].values()
-    assert all(0 < data["rlrt/gate_pass_frac"] < 1 for data in metrics)
-    assert sum(data["rlrt/context/sibling"] for data in metrics) > 0
-
-
-def test_padding_rows_are_not_counted_on_two_ranks(runs):
-    """rlsd on 2 ranks: 12 real rows per step, whatever verl padded the batch to."""
-    for data in runs["rlsd_2ranks"].values():
-        assert sum(v for k, v in data.items() if k.startswith("rlrt/context/")) == 12
-
-
-def test_identity_template_gives_zero_gap_end_to_end(runs):
-    """Alignment guard: teacher prompt = student prompt ⇒ Δ = 0 on every scored token, through the real loop."""
-    scored_steps = [data for data in runs["identity"].values() if data["rlrt/scored_row_frac"] > 0]
-    assert scored_steps
-    for data in scored_steps:
-        assert data["rlrt/delta_abs_mean"] <= 1e-5
-
-
-def test_distillation_loss_term_reaches_the_actor_update(runs):
-    """loss_mode=rlrt with β_loss = 0.1: the installed loss saw teacher_log_probs and logged its term."""
-    for data in runs["grpo_opsd"].values():
-        assert data["actor/distill_loss"] > 0
-        assert math.isfinite(data["actor/distill_loss"])
-
-
-def test_grpo_baseline_logs_finite_actor_and_timing_metrics(runs):
-    """Plain GRPO through main_ppo: both steps with finite actor/* and timing_s/* metrics, pg_loss ≠ 0, and no
-    teacher step (the stock sync trainer)."""
-    metrics = runs["grpo"]
-    assert sorted(metrics) == [1, 2]
-    for step, data in metrics.items():
+    for data in metrics.values():
         checked = {k: v for k, v in data.items() if k.startswith(("actor/", "timing_s/"))}
         assert {"actor/pg_loss", "actor/grad_norm", "timing_s/gen", "timing_s/update_actor"} <= set(checked)
         assert all(math.isfinite(float(v)) for v in checked.values()), checked
-        assert data["actor/pg_loss"] != 0
         assert "timing_s/teacher" not in data and not any(k.startswith("rlrt/") for k in data)
+
+
+@pytest.mark.parametrize("method", TEACHER_METHODS)
+def test_teacher_methods_log_finite_signals_every_step(comparison, method):
+    """rlrt_sync runs the teacher step on both steps; every rlrt/* metric and timing_s/teacher is finite and the
+    context counts add up to the 8 real rows of a step."""
+    metrics = comparison[1][method]
+    assert sorted(metrics) == [1, 2]
+    for step, data in metrics.items():
+        ours = {k: v for k, v in data.items() if k.startswith("rlrt/") or k == "timing_s/teacher"}
+        assert {"timing_s/teacher", "rlrt/scored_row_frac", "rlrt/degenerate_group_frac"} <= set(ours)
+        assert all(math.isfinite(float(v)) for v in ours.values()), (step, ours)
+        assert sum(v for k, v in data.items() if k.startswith("rlrt/context/")) == 8
+
+
+@pytest.mark.parametrize("method, schedule", [
+    ("rlsd", dict(schedule="linear_decay", lam0=0.5, decay_steps=50)),
+    ("rlrt", dict(schedule="constant", lam0=0.5)),
+])
+def test_logged_lambda_follows_the_methods_schedule(comparison, method, schedule):
+    for step, data in comparison[1][method].items():
+        assert data["rlrt/lambda"] == pytest.approx(lambda_at(step, **schedule))
+
+
+def test_opsd_scores_every_row_and_moves_the_loss(comparison):
+    """OPSD's advantage is the teacher's Δ itself: every row is scored on every step, Δ ≠ 0, and the loss is
+    not GRPO's. (Δ statistics cover rows with A ≠ 0, METHODS.md, so a step of degenerate groups has none.)"""
+    opsd, grpo = comparison[1]["opsd"], comparison[1]["grpo"]
+    assert all(data["rlrt/scored_row_frac"] == 1.0 for data in opsd.values())
+    assert max(data.get("rlrt/delta_abs_mean", 0.0) for data in opsd.values()) > 0
+    assert [d["actor/pg_loss"] for d in opsd.values()] != [d["actor/pg_loss"] for d in grpo.values()]
+
+
+def test_rlrt_scores_only_correct_rollouts(comparison):
+    """RLRT's gate: the scored rows are a subset of the correct ones (gate_pass_frac is the correct share)."""
+    for data in comparison[1]["rlrt"].values():
+        assert data["rlrt/scored_row_frac"] <= data["rlrt/gate_pass_frac"] + 1e-9
+        assert data["rlrt/gate_pass_frac"] == pytest.approx(data["critic/score/mean"])
+

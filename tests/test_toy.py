@@ -12,18 +12,16 @@ from pathlib import Path
 import pytest
 
 from rlrt_recipe.toy import semantic, task
-from rlrt_recipe.toy.warm_start import load, warm_start
+from rlrt_recipe.toy.warm_start import load
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "compare_methods_cpu.sh"
 
 
 @pytest.fixture(scope="module")
-def warm(tmp_path_factory):
+def warm(toy_warm_start):
     """(summary, model, tokenizer, renderer) of the default warm start."""
-    out = tmp_path_factory.mktemp("toy_model")
-    summary = warm_start(out)
-    return (summary, *load(out))
+    return (toy_warm_start["summary"], *load(toy_warm_start["model_dir"]))
 
 
 @pytest.fixture(scope="module")

@@ -75,3 +75,10 @@ def write_parquet(path: str | os.PathLike, split: str, repeat: int = 1, limit: i
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     pd.DataFrame([row(p, i, split) for i, p in enumerate(problems)]).to_parquet(path)
     return path
+
+
+def write_rl_data(data_dir: str | os.PathLike, rl_problems: int = 8, repeat: int = 16) -> None:
+    """The RL run's files in ``data_dir``: ``train.parquet`` (the first ``rl_problems`` train problems, each
+    ``repeat`` times) and ``heldout.parquet`` (every held-out problem once, the validation set)."""
+    write_parquet(os.path.join(data_dir, "train.parquet"), "train", repeat=repeat, limit=rl_problems)
+    write_parquet(os.path.join(data_dir, "heldout.parquet"), "heldout")
