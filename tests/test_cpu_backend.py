@@ -39,12 +39,21 @@ def last_json_line(result: subprocess.CompletedProcess) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_import_verl_registers_every_cpu_piece():
-    """Guards the import order: `import verl` alone (the plug-in) must leave every registry holding our
-    names and engine_workers bound to the gloo wrapper, or Ray workers fail with Unknown platform/NCCL."""
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def fresh_cpu_process() -> dict:
+    """What a fresh ``VERL_PLATFORM=cpu`` process sees after ``import verl`` alone, as every Ray worker starts:
+    the registries, the engine registry's answer for FSDP1, and verl's process-group call with and without the
+    gloo wrapper (one interpreter for all three: each fresh import of verl costs ~10 s)."""
     result = run_python(
         """
         import json
+        import torch
         import verl
         from verl.plugin.platform import PlatformRegistry, get_platform
         from verl.workers.engine import EngineRegistry
@@ -52,7 +61,7 @@ def test_import_verl_registers_every_cpu_piece():
         from verl.workers.rollout.replica import RolloutReplicaRegistry
         import verl.workers.engine_workers as engine_workers
         import rlrt_recipe.plugin as plugin
-        print(json.dumps({
+        state = {
             "platform_cls": PlatformRegistry.get("cpu").__qualname__,
             "platform": type(get_platform()).__qualname__,
             "device": get_platform().device_name,
@@ -61,11 +70,36 @@ def test_import_verl_registers_every_cpu_piece():
             "replica": RolloutReplicaRegistry.get("hf").__qualname__,
             "gloo_wrapped": getattr(engine_workers.initialize_global_process_group_ray, "rlrt_gloo_default", False),
             "cpu_backend_error": plugin.LOAD_ERRORS.get("cpu backend"),
-        }))
-        """
+        }
+        try:
+            EngineRegistry.get_engine_cls("language_model", "fsdp")
+            state["fsdp1_error"] = None
+        except ValueError as err:
+            state["fsdp1_error"] = str(err)
+        wrapped = engine_workers.initialize_global_process_group_ray
+        try:
+            wrapped.__wrapped__(timeout_second=None)
+            state["unwrapped_error"] = None
+        except ValueError as err:
+            state["unwrapped_error"] = str(err)
+        wrapped(timeout_second=None)
+        state["backend"] = torch.distributed.get_backend()
+        torch.distributed.destroy_process_group()
+        print(json.dumps(state))
+        """,
+        RANK="0",
+        WORLD_SIZE="1",
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(free_port()),
     )
-    state = last_json_line(result)
-    assert state == {
+    return last_json_line(result)
+
+
+def test_import_verl_registers_every_cpu_piece(fresh_cpu_process):
+    """Guards the import order: `import verl` alone (the plug-in) must leave every registry holding our
+    names and engine_workers bound to the gloo wrapper, or Ray workers fail with Unknown platform/NCCL."""
+    registries = {k: v for k, v in fresh_cpu_process.items() if k not in ("fsdp1_error", "unwrapped_error", "backend")}
+    assert registries == {
         "platform_cls": "PlatformCPU",
         "platform": "PlatformCPU",
         "device": "cpu",
@@ -87,19 +121,10 @@ def test_cpu_platform_is_inert_without_verl_platform(monkeypatch):
     assert PlatformCPU().is_platform_available(use_smi_check=True) is True
 
 
-def test_fsdp1_is_not_registered_on_cpu():
+def test_fsdp1_is_not_registered_on_cpu(fresh_cpu_process):
     """FSDP1 cannot initialise on CPU; asking for it must name the backend, not fail deep in torch."""
-    result = run_python(
-        """
-        import verl
-        from verl.workers.engine import EngineRegistry
-        try:
-            EngineRegistry.get_engine_cls("language_model", "fsdp")
-        except ValueError as err:
-            print(err)
-        """
-    )
-    assert "No engine registered for device='cpu'" in result.stdout and "backend='fsdp'" in result.stdout
+    error = fresh_cpu_process["fsdp1_error"]
+    assert "No engine registered for device='cpu'" in error and "backend='fsdp'" in error
 
 
 # --- workaround 1: the gloo default of verl's process-group function ------------------------------------
@@ -124,38 +149,12 @@ def test_verl_process_group_line_still_needs_the_gloo_workaround():
     assert "initialize_global_process_group_ray(timeout_second=None)" in engine_workers_source
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_gloo_workaround_initialises_a_process_group_and_verls_default_does_not():
+def test_gloo_workaround_initialises_a_process_group_and_verls_default_does_not(fresh_cpu_process):
     """The wrapper makes engine_workers' call work on CPU; the unwrapped default still fails (if it ever
     stops failing, verl fixed it upstream and the workaround should be removed)."""
-    result = run_python(
-        """
-        import json
-        import verl, torch
-        import verl.workers.engine_workers as engine_workers
-        wrapped = engine_workers.initialize_global_process_group_ray
-        try:
-            wrapped.__wrapped__(timeout_second=None)
-            original_error = None
-        except ValueError as err:
-            original_error = str(err)
-        wrapped(timeout_second=None)
-        print(json.dumps({"backend": torch.distributed.get_backend(), "original_error": original_error}))
-        torch.distributed.destroy_process_group()
-        """,
-        RANK="0",
-        WORLD_SIZE="1",
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(free_port()),
-    )
-    state = last_json_line(result)
-    assert state["backend"] == "gloo"
-    assert state["original_error"] is not None and "Duplicate device type cpu" in state["original_error"]
+    assert fresh_cpu_process["backend"] == "gloo"
+    error = fresh_cpu_process["unwrapped_error"]
+    assert error is not None and "Duplicate device type cpu" in error
 
 
 # --- workaround 2: the entry in verl's private rollout-adapter dict -------------------------------------
