@@ -15,7 +15,8 @@ if [[ "${1:-}" == "--quick" ]]; then
     QUICK=1
     shift
 fi
-PYTHON=${PYTHON:-python3}
+# The venv scripts/install.sh makes, if present; any python with rlrt-recipe installed otherwise.
+if [[ -x "${ROOT}/.venv/bin/python" ]]; then PYTHON=${PYTHON:-${ROOT}/.venv/bin/python}; else PYTHON=${PYTHON:-python3}; fi
 OUT=${OUT:-${ROOT}/artifacts/toy_comparison$([[ ${QUICK} == 1 ]] && echo _quick || true)}
 MODEL_DIR=${MODEL_DIR:-${OUT}/model}
 DATA_DIR=${DATA_DIR:-${OUT}/data}
