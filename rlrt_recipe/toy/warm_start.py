@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoTokenizer, Qwen2ForCausalLM
+from transformers import AutoConfig, AutoTokenizer, GenerationConfig, Qwen2ForCausalLM
 
 from rlrt_recipe import privileged
 from rlrt_recipe.reward import compute_score
@@ -140,31 +140,24 @@ def train(model: Qwen2ForCausalLM, tokenizer: Any, render: PromptRenderer, cfg: 
 @torch.no_grad()
 def sample_responses(model: Qwen2ForCausalLM, tokenizer: Any, prompts: list[list[int]], *, temperature: float = 1.0,
                      max_new_tokens: int = 12, seed: int = 0) -> list[str]:
-    """Sample one response per prompt (ancestral sampling from softmax(logits / T), no top-k/top-p, as verl's
-    rollout at ``temperature``), decoded up to EOS. Prompts of equal length are batched, so nothing is padded."""
-    generator = torch.Generator().manual_seed(seed)
-    texts: list[str] = [""] * len(prompts)
+    """Sample one response per prompt with ``model.generate`` — ancestral sampling from softmax(logits / T), no
+    top-k/top-p, as verl's rollout at ``temperature`` — decoded up to EOS. Prompts of equal length are batched,
+    so nothing is padded; the global RNG is seeded inside a fork and left as it was."""
+    eos = tokenizer.eos_token_id
+    config = GenerationConfig(do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
+                              max_new_tokens=max_new_tokens, eos_token_id=eos, pad_token_id=eos)
     by_length: dict[int, list[int]] = {}
     for i, prompt in enumerate(prompts):
         by_length.setdefault(len(prompt), []).append(i)
-    for rows in by_length.values():
-        ids = torch.tensor([prompts[i] for i in rows])  # [B, P]
-        done = torch.zeros(len(rows), dtype=torch.bool)  # [B]
-        out: list[list[int]] = [[] for _ in rows]
-        for _ in range(max_new_tokens):
-            logits = model(input_ids=ids).logits[:, -1].float() / temperature  # [B, V]
-            nxt = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)  # [B, 1]
-            for k, token in enumerate(nxt[:, 0].tolist()):
-                if not done[k]:
-                    if token == tokenizer.eos_token_id:
-                        done[k] = True
-                    else:
-                        out[k].append(token)
-            if done.all():
-                break
-            ids = torch.cat([ids, nxt], dim=1)  # [B, P + t]
-        for k, i in enumerate(rows):
-            texts[i] = tokenizer.decode(out[k], skip_special_tokens=True)
+    texts: list[str] = [""] * len(prompts)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for rows in by_length.values():
+            ids = torch.tensor([prompts[i] for i in rows])  # [B, P]
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=config)  # [B, P + R]
+            for i, tokens in zip(rows, out[:, ids.shape[1]:].tolist()):
+                texts[i] = tokenizer.decode(tokens[: tokens.index(eos)] if eos in tokens else tokens,
+                                            skip_special_tokens=True)
     return texts
 
 
