@@ -33,7 +33,7 @@ when there is more than one step):
 - scored rows / real rows; teacher forwards per scored row = rows sent to compute_log_prob, less the
   data-parallel padding rows, / scored rows, with the number of calls per step (``rlrt/teacher_calls``);
 - the actor worker's own count of compute_log_prob tasks per step and its resident memory (RSS, from
-  /proc/<pid>/status, sampled every 10 ms while Ray's process title names the task being run): peak RSS
+  psutil, sampled every 10 ms while Ray's process title names the task being run): peak RSS
   during each pass minus the RSS just before it, and the RSS left after the teacher pass;
 - teacher weight bytes beyond the actor's own: 0 for ``rlrt.teacher=live`` by construction — the teacher
   step calls ``actor_rollout_wg.compute_log_prob`` on the actor's FSDP shards and loads no model — shown
@@ -55,6 +55,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import psutil
 import torch
 from transformers import Qwen2ForCausalLM
 
@@ -123,37 +124,14 @@ def forward_flops(tokens: float, sq_tokens: float, model: dict) -> float:
 
 # ---------------------------------------------------------------------------------------------- worker sampling
 
-def _read(path: str) -> str | None:
+def title_and_rss(process: psutil.Process) -> tuple[str, int] | None:
+    """(process title, resident bytes) of ``process``, or None if it is gone."""
     try:
-        with open(path, "rb") as fh:
-            return fh.read().decode(errors="replace")
-    except OSError:  # the process ended between the listing and the read
+        with process.oneshot():
+            cmdline, rss = process.cmdline(), process.memory_info().rss
+    except psutil.Error:  # the process ended between the listing and the read
         return None
-
-
-def descendants(root: int) -> list[int]:
-    """Every process under ``root`` (/proc parent links)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        stat = _read(f"/proc/{entry}/stat") if entry.isdigit() else None
-        if stat:
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])  # the name in parentheses may hold spaces
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [root]
-    while todo:
-        kids = children.get(todo.pop(), [])
-        found += kids
-        todo += kids
-    return found
-
-
-def title_and_rss(pid: int) -> tuple[str, int] | None:
-    """(process title, resident bytes) of ``pid``, or None if it is gone."""
-    cmdline, status = _read(f"/proc/{pid}/cmdline"), _read(f"/proc/{pid}/status")
-    if not cmdline or not status:
-        return None
-    rss_kb = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
-    return cmdline.split("\0")[0].strip(), 1024 * rss_kb
+    return (cmdline[0].strip(), rss) if cmdline else None
 
 
 class WorkerSampler(threading.Thread):
@@ -166,16 +144,17 @@ class WorkerSampler(threading.Thread):
         self.done = threading.Event()
 
     def run(self) -> None:
-        workers: list[int] = []
+        workers: list[psutil.Process] = []
         next_scan = 0.0
         while not self.done.is_set():
             if time.monotonic() >= next_scan:
-                workers = [p for p in descendants(os.getpid()) if (s := title_and_rss(p)) and s[0].startswith(WORKER_TITLE)]
+                workers = [p for p in psutil.Process().children(recursive=True)
+                           if (s := title_and_rss(p)) and s[0].startswith(WORKER_TITLE)]
                 next_scan = time.monotonic() + self.rescan
-            for pid in workers:
-                sample = title_and_rss(pid)
+            for process in workers:
+                sample = title_and_rss(process)
                 if sample:
-                    self.samples.setdefault(pid, []).append(sample)
+                    self.samples.setdefault(process.pid, []).append(sample)
             self.done.wait(self.interval)
 
     def passes(self, task: str = "compute_log_prob") -> list[dict]:
