@@ -56,7 +56,8 @@ class RlrtConfig:
     Outcome: ``correct_threshold``.
     Token weights (rlrt, rlsd): ``direction``, ``gate``, ``eps_w``, ``backbone_kind``, ``lambda_schedule``,
     ``lambda_0``, ``lambda_decay_steps``.
-    Distillation (opsd, grpo_opsd, the rlrt loss): ``distill_adv_coef``, ``distill_loss_coef``, ``distill_kl_type``.
+    Distillation (opsd, grpo_opsd, the rlrt loss): ``distill_adv_coef``, ``distill_loss_coef``, ``distill_kl_type``,
+    ``distill_loss_max_clamp``.
     Teacher: ``teacher``, ``context``, ``privileged_templates``, ``max_privileged_prompt_length``,
     ``sibling_choice``, ``sibling_fallback``, ``sibling_strip_thinking``, ``score_all_rows``.
     """
@@ -83,8 +84,10 @@ class RlrtConfig:
     """β of grpo_opsd: Â = A + β·Δ (ours)."""
     distill_loss_coef: float = 0.0
     """β_loss of the rlrt policy loss; 0 = verl's vanilla loss bit for bit."""
-    distill_kl_type: str = "low_var_kl"
-    """verl kl_penalty estimator of the distillation loss term."""
+    distill_kl_type: str = "k3+"
+    """verl kl_penalty estimator of the distillation loss term; k3+ has the unclamped gradient −Δ (ours; docs/methods.md)."""
+    distill_loss_max_clamp: float | None = None
+    """Clamp of the per-token distillation term to [−c, c], as verl's distillation loss_max_clamp; null = off (ours)."""
 
     teacher: str = "live"
     """live = the actor's current shards (θ_old of the step); frozen = θ₀ (LoRA only)."""
@@ -119,6 +122,9 @@ class RlrtConfig:
             if not (_is_number(value) and math.isfinite(value) and value >= 0.0):
                 raise ValueError(f"rlrt.{key} must be a finite number >= 0, got {value!r}")
         _check_choice("distill_kl_type", self.distill_kl_type, KL_TYPES)
+        clamp = self.distill_loss_max_clamp
+        if clamp is not None and not (_is_number(clamp) and math.isfinite(clamp) and clamp > 0.0):
+            raise ValueError(f"rlrt.distill_loss_max_clamp must be a finite number > 0 or null, got {clamp!r}")
         _check_choice("teacher", self.teacher, TEACHERS)
         _check_choice("context", self.context, CONTEXTS, nullable=True)
         self.privileged_templates = validate_templates(_to_plain_dict(self.privileged_templates))

@@ -26,6 +26,7 @@ LENGTHS = dict(max_prompt_length=512, max_response_length=2048)
         ("distill_adv_coef", -1.0, "rlrt.distill_adv_coef must be a finite number >= 0, got -1.0"),
         ("distill_loss_coef", float("inf"), "rlrt.distill_loss_coef must be a finite number >= 0, got inf"),
         ("distill_kl_type", "js", "rlrt.distill_kl_type must be one of"),
+        ("distill_loss_max_clamp", 0.0, "rlrt.distill_loss_max_clamp must be a finite number > 0 or null, got 0.0"),
         ("teacher", "ema", "rlrt.teacher must be one of live, frozen, got 'ema'"),
         ("context", "hint", "rlrt.context must be one of answer, solution, rollout or null, got 'hint'"),
         ("max_privileged_prompt_length", 0, "rlrt.max_privileged_prompt_length must be an integer >= 1, got 0"),

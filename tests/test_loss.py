@@ -107,3 +107,70 @@ def test_missing_teacher_field_is_named():
     del data["teacher_log_probs"]
     with pytest.raises(KeyError, match="teacher_log_probs"):
         rlrt_ppo_loss(_actor("rlrt"), model_output, data, distill_loss_coef=0.1, distill_kl_type="low_var_kl")
+
+
+def _one_token_batch(delta: float):
+    """One row, one response token with A = 0 and τ = log π_θ + Δ: the loss is the distillation term alone."""
+    log_prob = torch.tensor([[-4.0]], requires_grad=True)  # [1, 1]
+    model_output = {"log_probs": _nested([torch.cat([log_prob[0], torch.full((1,), -9.0)])])}
+    data = TensorDict(
+        {
+            "prompts": _nested([torch.ones(1, dtype=torch.long)]),
+            "responses": _nested([torch.ones(1, dtype=torch.long)]),
+            "response_mask": _nested([torch.ones(1, dtype=torch.long)]),
+            "old_log_probs": _nested([log_prob[0].detach()]),
+            "advantages": _nested([torch.zeros(1)]),
+            "teacher_log_probs": _nested([log_prob[0].detach() + delta]),
+            "has_teacher": torch.tensor([True]),
+        },
+        batch_size=[1],
+    )
+    tu.assign_non_tensor(data, dp_size=1, batch_num_tokens=None, global_batch_size=None)
+    return log_prob, model_output, data
+
+
+@pytest.mark.parametrize("delta", [3.0, 5.0, 8.0])
+def test_default_distillation_gradient_survives_where_the_teacher_is_confident(delta):
+    """Issue 12 / review A2: through the installed loss function with the rlrt: defaults (k3+), a token the teacher
+    finds e^Δ times likelier keeps the gradient −Δ (pulls log π_θ up, |∂L/∂log π| ≥ 1); verl's clamped
+    low_var_kl gives exactly 0 there."""
+    from rlrt_recipe.config import RlrtConfig
+    from rlrt_recipe.integration.loss import installed_loss_fn
+
+    log_prob, model_output, data = _one_token_batch(delta)
+    loss_fn = installed_loss_fn(_actor("rlrt"), RlrtConfig(distill_loss_coef=1.0))
+    loss, metrics = loss_fn(model_output=model_output, data=data)
+    loss.backward()
+    grad = float(log_prob.grad[0, 0])
+    assert grad < 0 and abs(grad) >= 1.0
+    assert grad == pytest.approx(-delta)
+    k3 = min(math.exp(delta) - delta - 1, 10.0)  # the logged value is k3's, clamped by verl
+    assert float(torch.as_tensor(metrics["actor/distill_loss"].values[0])) == pytest.approx(k3)
+
+    log_prob, model_output, data = _one_token_batch(delta)
+    clamped, _ = rlrt_ppo_loss(_actor("rlrt"), model_output, data, distill_loss_coef=1.0, distill_kl_type="low_var_kl")
+    clamped.backward()
+    assert float(log_prob.grad[0, 0]) == 0.0
+
+
+def test_clamp_option_bounds_the_term_like_verls_distillation_loss():
+    """distill_loss_max_clamp = c clamps the per-token term to [−c, c] (verl's loss_max_clamp); off by default."""
+    log_prob, model_output, data = _one_token_batch(3.0)
+    loss, metrics = rlrt_ppo_loss(_actor("rlrt"), model_output, data, distill_loss_coef=1.0, distill_kl_type="k2",
+                                  distill_loss_max_clamp=1.0)
+    assert float(loss.detach()) == pytest.approx(1.0)  # k2 = ½·3² = 4.5, clamped to 1
+    loss.backward()
+    assert float(log_prob.grad[0, 0]) == 0.0
+
+
+def test_installed_loss_with_zero_beta_is_vanilla_without_teacher_fields():
+    """loss_mode=rlrt with β_loss = 0 under rlrt_sync (no teacher step: the fields are absent) runs and is verl's
+    vanilla loss bit for bit (review A5: it used to raise at the first update)."""
+    from rlrt_recipe.config import RlrtConfig
+    from rlrt_recipe.integration.loss import installed_loss_fn
+
+    model_output, data = _inputs(LOG_PROB.clone().requires_grad_(True), TEACHER.clone())
+    del data["teacher_log_probs"], data["has_teacher"]
+    loss, _ = installed_loss_fn(_actor("rlrt"), RlrtConfig(distill_loss_coef=0.0))(model_output=model_output, data=data)
+    ref_loss, _ = ppo_loss(_actor("vanilla"), model_output, data)
+    assert torch.equal(loss, ref_loss)

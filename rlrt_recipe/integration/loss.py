@@ -7,6 +7,13 @@ rollout-IS weights), ``KL_est`` one of verl's ``kl_penalty`` estimators (``rlrt.
 verl's ``agg_loss`` with the actor's ``loss_agg_mode``, and τ the teacher log-probs, which never get a
 gradient. β_loss = 0 returns ``ppo_loss``'s result untouched, i.e. verl's ``vanilla`` bit for bit.
 
+The default estimator is ``k3+``: k3's value (logged) with k2's gradient, ∂KL_est/∂log π_θ(y_t) = −Δ_t where
+Δ_t = τ_t − log π_θ(y_t) — the sampled-token gradient of KL(π_θ ‖ π_T) (RLSD Eq. 17), unclamped. Plain ``k3``
+(``low_var_kl``) is clamped at 10 inside verl (``core_algos.kl_penalty_forward``), which makes its gradient
+exactly 0 once Δ > ~2.6 nats: the tokens the teacher is surest of would be dropped. ``rlrt.distill_loss_max_clamp``
+clamps the per-token term to [−c, c] like verl's own distillation loss (``trainer/distillation/losses.py``,
+``distillation_loss.loss_max_clamp``); off by default.
+
 verl calls a registered policy loss with a fixed argument list that cannot carry ``teacher_log_probs``, so
 the term lives in ``rlrt_ppo_loss``, the loss function the ``rlrt_sync`` trainer installs with
 ``set_loss_fn``; the registered ``rlrt`` policy loss computes the surrogate and refuses to run outside it,
@@ -16,6 +23,7 @@ so the term can never be dropped silently.
 from __future__ import annotations
 
 import contextvars
+from functools import partial
 from typing import Any
 
 import torch
@@ -72,8 +80,10 @@ def rlrt_ppo_loss(
     *,
     distill_loss_coef: float,
     distill_kl_type: str,
+    distill_loss_max_clamp: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """verl's ``ppo_loss`` + β_loss · agg(KL_est(log π_θ, τ) on rows with ``has_teacher``, 0 elsewhere); install with
+    """verl's ``ppo_loss`` + β_loss · agg(KL_est(log π_θ, τ) on rows with ``has_teacher``, 0 elsewhere), the
+    per-token KL_est clamped to [−c, c] when ``distill_loss_max_clamp = c`` is set; install with
     ``functools.partial(rlrt_ppo_loss, config=actor_config, distill_loss_coef=β, distill_kl_type=kind)``."""
     token = _INSIDE_RLRT_LOSS.set(True)
     try:
@@ -92,8 +102,20 @@ def rlrt_ppo_loss(
     response = padded["response_mask"].bool()  # [b, T]
     scored = response & data["has_teacher"].bool().reshape(-1, 1)  # [b, T] tokens of rows with a teacher
     kl = kl_penalty(logprob=log_prob, ref_logprob=teacher, kl_penalty=distill_kl_type)  # [b, T]
+    if distill_loss_max_clamp is not None:
+        kl = kl.clamp(-distill_loss_max_clamp, distill_loss_max_clamp)  # [b, T]; zero gradient outside the band
     kl = torch.where(scored, kl, 0.0)  # rows without a teacher hold τ = s: they contribute 0, not KL to θ_old
-    # Aggregated over all response tokens, like the surrogate, so the term has the surrogate's normalisation.
+    # Aggregated over all response tokens, like the surrogate, so the term has the surrogate's normalisation;
+    # ppo_loss above filled config.global_batch_info (dp size, token and batch counts) for this micro-batch.
     distill = agg_loss(loss_mat=kl, loss_mask=response, loss_agg_mode=config.loss_agg_mode, **config.global_batch_info)
     metrics["actor/distill_loss"] = Metric(value=distill, aggregation=metrics["actor/pg_loss"].aggregation)
     return loss + distill_loss_coef * distill, metrics
+
+
+def installed_loss_fn(actor_config: Any, rlrt_cfg: Any) -> Any:
+    """The loss function the ``rlrt_sync`` trainer installs with ``set_loss_fn``: ``rlrt_ppo_loss`` bound to
+    the actor config and the ``rlrt:`` section's distillation settings."""
+    return partial(
+        rlrt_ppo_loss, config=actor_config, distill_loss_coef=rlrt_cfg.distill_loss_coef,
+        distill_kl_type=rlrt_cfg.distill_kl_type, distill_loss_max_clamp=rlrt_cfg.distill_loss_max_clamp,
+    )
