@@ -138,9 +138,9 @@ def gap_statistics(
     eps_w: float | None = None,
 ) -> dict[str, float]:
     """Summary of Δ (and of w when ``direction``/``eps_w`` are given) over response tokens of the selected
-    ``rows`` [B] with A ≠ 0: Δ mean, std, mean |Δ|, fraction Δ > 0; w mean and the fractions at 1 − ε_w and 1 + ε_w.
+    ``rows`` [B] with A ≠ 0: Δ mean, std, mean and max |Δ|, fraction Δ > 0; w mean and the fractions at 1 − ε_w and 1 + ε_w.
 
-    Keys: ``delta_mean``, ``delta_std``, ``delta_abs_mean``, ``delta_pos_frac``, ``w_mean``, ``w_clip_low_frac``,
+    Keys: ``delta_mean``, ``delta_std``, ``delta_abs_mean``, ``delta_abs_max``, ``delta_pos_frac``, ``w_mean``, ``w_clip_low_frac``,
     ``w_clip_high_frac``; empty when no token is selected (a step without scored tokens has no statistic,
     and logging 0 would drag averages over steps down).
     """
@@ -153,6 +153,7 @@ def gap_statistics(
         "delta_mean": gaps.mean().item(),
         "delta_std": gaps.std(unbiased=False).item(),
         "delta_abs_mean": gaps.abs().mean().item(),
+        "delta_abs_max": gaps.abs().max().item(),
         "delta_pos_frac": (gaps > 0).float().mean().item(),
     }
     if direction is not None and eps_w is not None:
@@ -165,6 +166,22 @@ def gap_statistics(
             w_clip_high_frac=(unclipped > 1.0 + eps_w).float().mean().item(),
         )
     return stats
+
+
+def scored_log_prob_means(teacher: torch.Tensor, student: torch.Tensor, mask: torch.Tensor,
+                          rows: torch.Tensor) -> dict[str, float]:
+    """Mean τ_t and mean s_t over the same tokens: response positions of ``mask`` [B, T] in the ``rows`` [B].
+
+    A teacher that lost its weights scores −ln V on every token, far below the student's mean; keys
+    ``teacher_logp_mean``, ``student_logp_mean``; empty when no token is selected.
+    """
+    selected = _response_positions(mask, like=teacher) & rows.bool()[:, None]  # [B, T]
+    if not selected.any():
+        return {}
+    return {
+        "teacher_logp_mean": teacher.float()[selected].mean().item(),
+        "student_logp_mean": student.float()[selected].mean().item(),
+    }
 
 
 def nonfinite_rows(values: torch.Tensor, mask: torch.Tensor) -> list[int]:

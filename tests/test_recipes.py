@@ -204,12 +204,35 @@ def test_cpu_group_composes_after_the_groups(hydra_ctx, method, backbone):
         ("opsd", {"algorithm.filter_groups.enable": True}, "algorithm.filter_groups.enable"),
         ("grpo", {"rlrt.distill_loss_coef": 0.1}, "rlrt.distill_loss_coef"),
         ("grpo_opsd_loss", {"actor_rollout_ref.actor.policy_loss.loss_mode": "vanilla"}, "policy_loss.loss_mode=rlrt"),
+        ("rlrt", {"rlrt.teacher": "frozen"}, "actor_rollout_ref.model.lora_rank"),  # the FSDP key (review E5)
+        ("grpo", {"distillation.enabled": True}, "distillation.enabled"),
+        ("rlsd", {"distillation.enabled": True}, "distillation.enabled"),
+        ("rlrt", {"actor_rollout_ref.rollout.multi_turn.enable": True}, "actor_rollout_ref.rollout.multi_turn.enable"),
+        ("opsd", {"actor_rollout_ref.rollout.agent.default_agent_loop": "tool_agent"},
+         "actor_rollout_ref.rollout.agent.default_agent_loop"),
     ],
 )
 def test_check_config_refusals_name_the_key(composed, method, updates, key):
     """Settings the teacher step cannot serve are refused before any worker starts, naming the key."""
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         check_config(_changed(composed[(method, "qwen3_4b_base")], updates))
+
+
+def test_rlrt_with_one_rollout_warns_that_there_are_no_siblings(composed, caplog):
+    """rollout.n = 1 leaves RLRT without siblings: accepted, with a warning naming the key and the fallback."""
+    with caplog.at_level("WARNING", logger="rlrt_recipe"):
+        check_config(_changed(composed[("rlrt", "qwen3_4b_base")], {"actor_rollout_ref.rollout.n": 1}))
+    assert "actor_rollout_ref.rollout.n=1" in caplog.text and "sibling_fallback" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="rlrt_recipe"):
+        check_config(composed[("rlrt", "qwen3_4b_base")])
+    assert "rollout.n" not in caplog.text
+
+
+def test_distillation_loss_mode_with_zero_beta_is_accepted(composed):
+    """loss_mode=rlrt with β_loss = 0 (the GRPO+OPSD recipe swept to 0) passes the check; the trainer installs
+    the loss function that makes it verl's vanilla loss (test_loss.py)."""
+    check_config(_changed(composed[("grpo_opsd_loss", "qwen3_4b_base")], {"rlrt.distill_loss_coef": 0.0}))
 
 
 def test_weight_key_on_a_method_without_weights_is_refused(composed):

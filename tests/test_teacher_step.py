@@ -217,3 +217,64 @@ def test_empty_response_rows_are_not_scored(model_and_tokenizer):
     data["response_mask"] = tu.nested_tensor_from_tensor_list(masks)
     fields, _ = _step(tokenizer, "opsd").run(data, padding, 1, WorkerGroupStandIn(model).compute_log_prob)
     assert fields["has_teacher"].tolist() == [False] + [True] * 5
+
+
+def test_no_teacher_pass_once_lambda_is_zero(model_and_tokenizer):
+    """Issue 13: RLSD with K = 1 has λ_2 = 0, so step 2 scores no row (no compute_log_prob call) but still writes
+    τ = s, has_teacher = False and correct for every row; the distillation loss keeps the pass."""
+    model, tokenizer = model_and_tokenizer
+    data, padding = _stored_batch(model, tokenizer, **MIXED)
+    for step_k, expected_calls in ((1, 1), (2, 0), (3, 0)):
+        wg = WorkerGroupStandIn(model)
+        fields, metrics = _step(tokenizer, "rlsd", lambda_decay_steps=1).run(data, padding, step_k, wg.compute_log_prob)
+        assert len(wg.calls) == expected_calls and metrics["rlrt/teacher_calls"] == expected_calls
+        assert set(fields.keys()) == {"teacher_log_probs", "has_teacher", "correct"}
+        assert fields["correct"].tolist() == [True, False, False, True, False, False]
+        if expected_calls == 0:
+            assert not fields["has_teacher"].any()
+            for tau, s in zip(fields["teacher_log_probs"].unbind(), data["old_log_probs"].unbind()):
+                assert torch.equal(tau, s)
+    wg = WorkerGroupStandIn(model)
+    _step(tokenizer, "rlsd", lambda_decay_steps=1, distill_loss_coef=0.1).run(data, padding, 2, wg.compute_log_prob)
+    assert len(wg.calls) == 1
+
+
+def test_teacher_that_lost_its_weights_is_visible(model_and_tokenizer):
+    """A teacher with uniform logits scores −ln V on every token; rlrt/teacher_logp_mean shows it next to
+    rlrt/student_logp_mean over the same scored tokens."""
+    import copy
+    import math
+
+    model, tokenizer = model_and_tokenizer
+    data, padding = _stored_batch(model, tokenizer, **MIXED)
+    broken = copy.deepcopy(model)
+    with torch.no_grad():
+        broken.get_output_embeddings().weight.zero_()  # logits ≡ 0: uniform over the vocabulary
+    fields, metrics = _step(tokenizer, "opsd").run(data, padding, 1, WorkerGroupStandIn(broken).compute_log_prob)
+    vocab = broken.get_output_embeddings().weight.shape[0]
+    assert metrics["rlrt/teacher_logp_mean"] == pytest.approx(-math.log(vocab), abs=1e-5)
+    scored = fields["has_teacher"]
+    old = [s for s, keep in zip(data["old_log_probs"].unbind(), scored) if keep]
+    assert metrics["rlrt/student_logp_mean"] == pytest.approx(float(torch.cat(old).mean()), abs=1e-6)
+    teacher = [t for t, keep in zip(fields["teacher_log_probs"].unbind(), scored) if keep]
+    assert torch.cat(teacher).sub(-math.log(vocab)).abs().max() < 1e-5  # every scored token, not just the mean
+
+
+def test_16_bit_log_probs_warn_once(model_and_tokenizer, caplog):
+    """bf16 old log-probs (verl without flash-attn's cross-entropy kernel) are taken, with one warning per run
+    that names the consequence and the fix."""
+    model, tokenizer = model_and_tokenizer
+    data, padding = _stored_batch(model, tokenizer, **MIXED)
+    data["old_log_probs"] = tu.nested_tensor_from_tensor_list([s.bfloat16() for s in data["old_log_probs"].unbind()])
+    step = _step(tokenizer, "rlsd")
+    with caplog.at_level("WARNING", logger="rlrt_recipe"):
+        for _ in range(2):
+            fields, _ = step.run(data, padding, 1, WorkerGroupStandIn(model).compute_log_prob)
+    warnings = [r.getMessage() for r in caplog.records if "log-probs" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "bfloat16" in warnings[0] and "quantised" in warnings[0] and "VERL_DISABLE_FLASH_ATTN_CE" in warnings[0]
+    assert fields["teacher_log_probs"].dtype == torch.bfloat16  # τ takes s's dtype, as before
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="rlrt_recipe"):
+        _step(tokenizer, "rlsd").run(*_stored_batch(model, tokenizer, **MIXED), 1, WorkerGroupStandIn(model).compute_log_prob)
+    assert not [r for r in caplog.records if "log-probs" in r.getMessage()]

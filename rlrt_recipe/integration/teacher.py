@@ -18,6 +18,7 @@ No formula lives here; the verl-facing I/O (TransferQueue, the worker group) sta
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,7 +34,9 @@ from verl.workers.utils.padding import response_from_nested
 from rlrt_recipe import privileged
 from rlrt_recipe.config import WEIGHTED_ESTIMATORS, RlrtConfig
 from rlrt_recipe.integration.estimators import grpo_advantages
-from rlrt_recipe.signals import nonfinite_rows
+from rlrt_recipe.signals import nonfinite_rows, scored_log_prob_means
+
+logger = logging.getLogger("rlrt_recipe")
 
 #: Fields the teacher step reads from the stored batch.
 INPUT_FIELDS = (
@@ -116,6 +119,7 @@ class TeacherStep:
         self.use_kl_in_reward = use_kl_in_reward
         self.context = rlrt_cfg.context or "solution"
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self._warned_16_bit = False
         self._rendered: dict[str, list[int]] = {}
 
     # ------------------------------------------------------------------ the step
@@ -142,7 +146,7 @@ class TeacherStep:
         scores = padded["rm_scores"].float().sum(-1)  # [B] r⁽ⁱ⁾
         correct = (scores >= self.cfg.correct_threshold) & real  # [B]; padding rows are never correct
         texts = self.tokenizer.batch_decode([r.tolist() for r in responses], skip_special_tokens=True)
-        scored = self.rows_to_score(padded["rm_scores"], response_mask, rows, real, correct)  # [B]
+        scored = self.rows_to_score(padded["rm_scores"], response_mask, rows, real, correct, step)  # [B]
 
         contexts = privileged.teacher_contexts(
             rows, context=self.context, scored=scored.tolist(), count_tokens=self._count_tokens,
@@ -162,6 +166,7 @@ class TeacherStep:
         has_teacher = torch.zeros(n, dtype=torch.bool)
         has_teacher[teacher_rows] = True
         self.check_finite(teacher, old, response_mask, rows, has_teacher)
+        self.warn_once_if_16_bit(data["old_log_probs"].dtype, *(lp.dtype for lp in scored_log_probs[:1]))
 
         fields = TensorDict(
             {"teacher_log_probs": _nested(teacher), "has_teacher": has_teacher, "correct": correct}, batch_size=[n]
@@ -172,6 +177,9 @@ class TeacherStep:
             prompts=prompts, response_mask=response_mask,
         )
         metrics.update(calls.metrics())
+        means = scored_log_prob_means(_nested(teacher).to_padded_tensor(0.0), padded["old_log_probs"], response_mask,
+                                      has_teacher)
+        metrics.update({f"rlrt/{key}": value for key, value in means.items()})
         return fields, metrics
 
     # ------------------------------------------------------------------ pieces
@@ -192,18 +200,22 @@ class TeacherStep:
             if rendered != stored.tolist():
                 raise ValueError(
                     f"{row.where()}: re-rendering raw_prompt gives {len(rendered)} tokens that differ from the "
-                    f"{len(stored)} stored prompt tokens; the teacher prompt would not match the student's "
-                    "(check data.apply_chat_template_kwargs and the model's chat template)"
+                    f"{len(stored)} stored prompt tokens; the teacher prompt would not match the student's. Check "
+                    "data.apply_chat_template_kwargs and the model's chat template; the teacher step serves only "
+                    "actor_rollout_ref.rollout.agent.default_agent_loop=single_turn_agent with "
+                    "actor_rollout_ref.rollout.multi_turn.enable=false and no agent_name column naming another loop"
                 )
 
-    def rows_to_score(self, rm_scores: torch.Tensor, response_mask: torch.Tensor,
-                      rows: Sequence[privileged.RowInfo], real: torch.Tensor, correct: torch.Tensor) -> torch.Tensor:
+    def rows_to_score(self, rm_scores: torch.Tensor, response_mask: torch.Tensor, rows: Sequence[privileged.RowInfo],
+                      real: torch.Tensor, correct: torch.Tensor, step: int) -> torch.Tensor:
         """Rows whose Â depends on τ: real rows with response tokens, and for rlrt/rlsd passing the gate
-        with A ≠ 0 (with KL in the reward A is unknown here, so A ≠ 0 is assumed); every such row under
-        ``rlrt.score_all_rows``."""
+        with A ≠ 0 (with KL in the reward A is unknown here, so A ≠ 0 is assumed) — none once λ_k = 0 and no
+        distillation loss reads τ (Â = A then); every such row under ``rlrt.score_all_rows``."""
         candidates = real & (response_mask.sum(-1) > 0)  # [B]
         if self.cfg.score_all_rows or self.adv_estimator not in WEIGHTED_ESTIMATORS:
             return candidates
+        if self.cfg.lambda_at(step) == 0.0 and self.cfg.distill_loss_coef == 0.0:
+            return torch.zeros_like(candidates)
         gate = correct if self.cfg.gate == "correct" else torch.ones_like(correct)  # [B]
         if self.use_kl_in_reward:
             return candidates & gate
@@ -245,6 +257,19 @@ class TeacherStep:
         out = compute_log_prob(td)
         log_probs = response_from_nested(out["log_probs"], td["response_mask"]).unbind()
         return list(log_probs[: len(prompt_ids)])
+
+    def warn_once_if_16_bit(self, *dtypes: torch.dtype) -> None:
+        """Warn once per run when the student's or the teacher's log-probs arrive in 16 bits: Δ is then quantised."""
+        low = [d for d in dtypes if d in (torch.bfloat16, torch.float16)]
+        if not low or self._warned_16_bit:
+            return
+        self._warned_16_bit = True
+        logger.warning(
+            "rlrt: the actor returned %s log-probs, so Δ = τ − s is quantised to ~0.03 nats (bf16 has 8 mantissa "
+            "bits), a large part of RLSD's ε_w = 0.2 band. verl returns fp32 log-probs only through flash-attn's "
+            "cross-entropy kernel: install flash-attn and leave VERL_DISABLE_FLASH_ATTN_CE unset (or run the actor "
+            "in fp32, as recipes/env/cpu.yaml does). docs/methods.md, 'Numerics'", low[0],
+        )
 
     def check_finite(self, teacher: Sequence[torch.Tensor], old: Sequence[torch.Tensor], response_mask: torch.Tensor,
                      rows: Sequence[privileged.RowInfo], has_teacher: torch.Tensor) -> None:
