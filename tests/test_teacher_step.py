@@ -278,3 +278,21 @@ def test_16_bit_log_probs_warn_once(model_and_tokenizer, caplog):
     with caplog.at_level("WARNING", logger="rlrt_recipe"):
         _step(tokenizer, "rlsd").run(*_stored_batch(model, tokenizer, **MIXED), 1, WorkerGroupStandIn(model).compute_log_prob)
     assert not [r for r in caplog.records if "log-probs" in r.getMessage()]
+
+
+@pytest.mark.parametrize("strip", [False, True])
+def test_sibling_thinking_is_kept_or_stripped_through_the_step(model_and_tokenizer, strip):
+    """The tiny tokenizer registers <think>/</think> as plain added tokens, as Qwen3 does, so the step's decode
+    (skip_special_tokens=True) keeps them and rlrt.sibling_strip_thinking decides what the teacher sees."""
+    model, tokenizer = model_and_tokenizer
+    sibling = tokenizer.encode("<think>\nsecret scratch work\n</think>\n\nThe answer is 5") + [tokenizer.eos_token_id]
+    data, padding = _stored_batch(model, tokenizer, scores=[1.0, 1.0, 0.0], response_lens=[3, len(sibling), 4],
+                                  uids=["a", "a", "a"])
+    responses = data["responses"].unbind()
+    data["responses"] = tu.nested_tensor_from_tensor_list([responses[0], torch.tensor(sibling), responses[2]])
+    wg = WorkerGroupStandIn(model)
+    _step(tokenizer, "rlrt", sibling_strip_thinking=strip).run(data, padding, 1, wg.compute_log_prob)
+    teacher_prompt_of_row_0 = tokenizer.decode(wg.calls[0]["prompts"].unbind()[0])
+    assert "The answer is 5" in teacher_prompt_of_row_0
+    assert ("secret scratch work" in teacher_prompt_of_row_0) is not strip
+    assert ("<think>" in teacher_prompt_of_row_0) is not strip

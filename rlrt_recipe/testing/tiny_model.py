@@ -14,13 +14,16 @@ import os
 from dataclasses import dataclass
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from rlrt_recipe.testing.data import math_rows
 
 END_OF_TEXT, IM_START, IM_END, THINK_START, THINK_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"
-SPECIAL_TOKENS = [END_OF_TEXT, IM_START, IM_END, THINK_START, THINK_END]
+SPECIAL_TOKENS = [END_OF_TEXT, IM_START, IM_END]
+# Qwen3 registers its thinking tags as added tokens with "special": false, so decoding with
+# skip_special_tokens=True keeps them (the sibling text then carries <think>…</think>, as on Qwen3).
+PLAIN_ADDED_TOKENS = [THINK_START, THINK_END]
 
 # ChatML, as Qwen2/Qwen2.5 instruct models format chats (without their default system prompt).
 CHATML_TEMPLATE = (
@@ -75,8 +78,9 @@ class TinyModelSpec:
                 f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads}) and "
                 f"num_heads by num_kv_heads ({self.num_kv_heads})"
             )
-        if self.vocab_size < 256 + len(SPECIAL_TOKENS):
-            raise ValueError(f"vocab_size must be at least {256 + len(SPECIAL_TOKENS)} (bytes + special tokens)")
+        added = len(SPECIAL_TOKENS) + len(PLAIN_ADDED_TOKENS)
+        if self.vocab_size < 256 + added:
+            raise ValueError(f"vocab_size must be at least {256 + added} (bytes + added tokens)")
 
 
 def _training_corpus(seed: int) -> list[str]:
@@ -89,22 +93,24 @@ def _training_corpus(seed: int) -> list[str]:
 
 
 def build_tokenizer(spec: TinyModelSpec) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer (any text encodes) with ChatML special tokens and the spec's template."""
+    """A byte-level BPE tokenizer (any text encodes) with ChatML special tokens, ``<think>``/``</think>`` as plain
+    added tokens (as Qwen3's) and the spec's template; ``spec.vocab_size`` ids in all."""
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=spec.vocab_size,
+        vocab_size=spec.vocab_size - len(PLAIN_ADDED_TOKENS),
         special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     bpe.train_from_iterator(_training_corpus(spec.seed), trainer)
+    bpe.add_tokens([AddedToken(token, special=False, normalized=False) for token in PLAIN_ADDED_TOKENS])
     return PreTrainedTokenizerFast(
         tokenizer_object=bpe,
         eos_token=IM_END,
         pad_token=END_OF_TEXT,
-        additional_special_tokens=[IM_START, THINK_START, THINK_END],
+        additional_special_tokens=[IM_START],
         chat_template=CHAT_TEMPLATES[spec.chat_template],
         model_max_length=spec.max_position_embeddings,
     )
