@@ -51,3 +51,24 @@ def metric_series(steps: dict[int, dict[str, float]], key: str) -> tuple[list[in
     """The (steps, values) at which ``key`` was logged, in step order."""
     pairs = [(step, data[key]) for step, data in steps.items() if key in data]
     return [s for s, _ in pairs], [float(v) for _, v in pairs]
+
+
+def run_summary(steps: dict[int, dict[str, float]]) -> list[str]:
+    """A few lines a person reads after a run: per step the reward, the rows the teacher scored, Δ mean and
+    the teacher pass's share of the step time (``timing_s/teacher`` / ``timing_s/step``); "—" where not logged
+    (a GRPO run has no teacher; a step without scored tokens has no Δ)."""
+
+    def shown(value: float | None, fmt: str) -> str:
+        return "—" if value is None else format(value, fmt)
+
+    lines = [f"{'step':>4}  {'reward':>6}  {'scored rows':>11}  {'Δ mean':>8}  {'teacher share':>13}"]
+    for step, data in steps.items():
+        scored = data.get("rlrt/scored_rows")
+        rows = None if scored is None else f"{scored:.0f} / {data.get('rlrt/real_rows', 0):.0f}"
+        teacher, total = data.get("timing_s/teacher"), data.get("timing_s/step")
+        share = None if teacher is None or not total else teacher / total
+        lines.append(
+            f"{step:>4}  {shown(data.get('critic/score/mean'), '.3f'):>6}  {rows or '—':>11}  "
+            f"{shown(data.get('rlrt/delta_mean'), '+.4f'):>8}  {shown(share, '.1%'):>13}"
+        )
+    return lines

@@ -6,7 +6,8 @@
 #   bash scripts/compare_methods_cpu.sh            # default size
 #   bash scripts/compare_methods_cpu.sh --quick    # CI smoke: every method, 2 steps, tiny batch
 #   SEEDS="1 2 3" bash scripts/compare_methods_cpu.sh   # mean ± std over seeds (about 3x the time)
-# Extra arguments after --quick (or alone) are Hydra overrides for every launch.
+# Extra arguments after --quick (or alone) are Hydra overrides for every launch; ARGS_<method> (e.g.
+# ARGS_rlsd="+rlrt.lambda_decay_steps=1") holds overrides for that method's launches only.
 set -xeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -44,10 +45,12 @@ runs=()
 for seed in ${SEEDS}; do
     for method in ${METHODS}; do
         case ${method} in
-            grpo) method_args=(algorithm.adv_estimator=grpo) ;;
+            grpo) method_args=(algorithm.adv_estimator=grpo trainer.v1.trainer_mode=sync) ;;  # verl's stock trainer
             rlsd | rlrt | opsd) method_args=(algorithm.adv_estimator="${method}" trainer.v1.trainer_mode=rlrt_sync) ;;
             *) echo "unknown method ${method} (grpo, rlsd, rlrt, opsd)" >&2; exit 2 ;;
         esac
+        only_this_method=ARGS_${method}
+        read -r -a method_extra <<< "${!only_this_method:-}"
         run_dir=${OUT}/runs/${method}/seed${seed}
         rm -rf "${run_dir}"  # a stale launch file would be merged into this run's metrics
         mkdir -p "${run_dir}"
@@ -72,7 +75,7 @@ for seed in ${SEEDS}; do
             trainer.total_training_steps="${STEPS}" \
             trainer.experiment_name="toy_${method}_seed${seed}" \
             trainer.default_local_dir="${run_dir}/checkpoints" \
-            "$@"
+            "$@" "${method_extra[@]}"
         runs+=(--run "${method}=${run_dir}")
     done
 done

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# GRPO for a few steps through verl's real main_ppo loop on CPU, with a tiny random model and the seeded
-# test reward: checks wiring, config and metrics, not learning (docs/cpu.md). Builds what is missing.
-# Extra arguments are passed to main_ppo as Hydra overrides, e.g. `trainer.total_training_steps=3`.
+# RLRT for a few steps through verl's real main_ppo loop on CPU (the teacher step included), with a tiny
+# random model and the seeded test reward: checks wiring, config and metrics, not learning (docs/cpu.md).
+# Builds what is missing. Extra arguments are passed to main_ppo as Hydra overrides, e.g.
+# `algorithm.adv_estimator=grpo` (plain GRPO) or `trainer.total_training_steps=3`. Ends with a per-step
+# summary: reward, rows the teacher scored, Δ mean, the teacher's share of the step, and the log's path.
 set -xeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -37,4 +39,5 @@ export TOKENIZERS_PARALLELISM=false
     trainer.default_local_dir="${EXPERIMENT_DIR}/checkpoints" \
     "$@"
 
-echo "metrics log: ${METRICS_LOG}"
+set +x
+"${PYTHON}" "${ROOT}/scripts/summarize_run.py" "${METRICS_LOG}"

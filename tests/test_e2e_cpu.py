@@ -6,7 +6,10 @@ the seeded test reward (about half of each group correct) and lr 1e-2, 5 prompts
 
 - launch 1, step 1, saves a checkpoint: RLRT with the identity template ``"{question}"`` for every context,
   so the teacher prompt equals the student's and Δ must be 0 on every scored token (the end-to-end
-  alignment guard, here across ranks and padding rows); chat template with thinking on;
+  alignment guard, here across ranks and padding rows), under the GPU recipes' ``use_dynamic_bsz=true`` with
+  a token budget small enough to split every pass into several micro-batches, and with the distillation
+  loss on (``has_teacher`` must survive verl's micro-batch permutation); chat template with thinking on,
+  siblings' thinking stripped;
 - launch 2 resumes from that checkpoint, step 2: RLSD with the default answer template and the rlrt policy
   loss (β_loss = 0.1); thinking off.
 
@@ -35,9 +38,13 @@ COMMON = [
     "trainer.save_freq=1", "actor_rollout_ref.actor.optim.lr=1e-2", "trainer.v1.trainer_mode=rlrt_sync",
     "trainer.n_gpus_per_node=2", "data.train_batch_size=5", "actor_rollout_ref.actor.ppo_mini_batch_size=2",
 ]
+# Rows are at most 64 + 16 tokens: a 128-token budget per rank packs 1–3 rows per micro-batch.
+DYNAMIC_BSZ = ["actor_rollout_ref.actor.use_dynamic_bsz=true", "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=128"]
 LAUNCH_1 = [
     *COMMON, "algorithm.adv_estimator=rlrt", "+data.apply_chat_template_kwargs.enable_thinking=true",
     *(f"+rlrt.privileged_templates.{kind}='{IDENTITY_TEMPLATE}'" for kind in TEMPLATE_KINDS),
+    *DYNAMIC_BSZ, "actor_rollout_ref.actor.policy_loss.loss_mode=rlrt", "+rlrt.distill_loss_coef=0.1",
+    "+rlrt.sibling_strip_thinking=true",
 ]
 LAUNCH_2 = [
     *COMMON, "algorithm.adv_estimator=rlsd", "+data.apply_chat_template_kwargs.enable_thinking=false",
@@ -111,10 +118,22 @@ def test_rlrt_gates_on_correct_rollouts_and_uses_siblings(two_launches):
 
 
 def test_identity_template_gives_zero_gap_end_to_end(two_launches):
-    """Alignment guard: teacher prompt = student prompt ⇒ Δ = 0 on every scored token, on 2 ranks with padding."""
+    """Alignment guard: teacher prompt = student prompt ⇒ Δ = 0 on every scored token, on 2 ranks with padding
+    rows and dynamic batch size (the teacher call's own token budget, verl's rearranged micro-batches)."""
     data = two_launches[1][1]
     assert data["rlrt/scored_row_frac"] > 0
-    assert data["rlrt/delta_abs_mean"] <= 1e-5
+    assert data["rlrt/delta_abs_max"] <= 1e-5
+    assert data["rlrt/teacher_logp_mean"] == pytest.approx(data["rlrt/student_logp_mean"], abs=1e-5)
+
+
+def test_dynamic_batch_size_with_the_distillation_loss(two_launches):
+    """Launch 1 ran the update under use_dynamic_bsz with loss_mode=rlrt, β_loss = 0.1: every micro-batch carried
+    teacher_log_probs and has_teacher through verl's permutation (a missing field raises). τ = s at θ_old, so the
+    term is only what the first mini-batch's update (lr 1e-2) moved the second one: small, not 0."""
+    data = two_launches[1][1]
+    assert "actor/distill_loss" in data
+    assert 0.0 <= data["actor/distill_loss"] < 1e-2
+    assert math.isfinite(data["actor/pg_loss"]) and abs(data["actor/pg_loss"]) > 1e-4
 
 
 def test_distillation_loss_term_reaches_the_actor_update(two_launches):
@@ -123,3 +142,15 @@ def test_distillation_loss_term_reaches_the_actor_update(two_launches):
     data = two_launches[1][2]
     assert data["rlrt/delta_abs_mean"] > 0
     assert data["actor/distill_loss"] > 0 and math.isfinite(data["actor/distill_loss"])
+
+
+def test_demo_ends_with_a_summary_a_person_reads(two_launches):
+    """run_cpu_demo.sh ends with one line per step — reward, rows the teacher scored out of the real rows, Δ mean,
+    the teacher's share of the step — and the path of the metrics log."""
+    _, metrics, first, _ = two_launches
+    header = next(line for line in first.splitlines() if "teacher share" in line)
+    assert header.split() == ["step", "reward", "scored", "rows", "Δ", "mean", "teacher", "share"]
+    row = first.splitlines()[first.splitlines().index(header) + 1].split()
+    assert row[0] == "1" and float(row[1]) == pytest.approx(metrics[1]["critic/score/mean"], abs=1e-3)
+    assert row[2:5] == [f"{metrics[1]['rlrt/scored_rows']:.0f}", "/", str(REAL_ROWS)]
+    assert row[-1].endswith("%") and 0 < float(row[-1][:-1]) < 100

@@ -21,13 +21,17 @@ pytestmark = pytest.mark.e2e
 
 METHODS = ("grpo", "rlsd", "rlrt", "opsd")
 TEACHER_METHODS = METHODS[1:]
+# RLSD runs 3 steps with K = 1, so λ is 0.5, 0, 0: the teacher pass must stop once λ is 0 (issue 13).
+RLSD_DECAY_STEPS, RLSD_STEPS = 1, 3
+STEPS = {method: list(range(1, (RLSD_STEPS if method == "rlsd" else 2) + 1)) for method in METHODS}
 
 
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory, toy_warm_start):
     """(output dir, {method: {step: metrics}}, script output) of ``compare_methods_cpu.sh --quick``."""
     out = tmp_path_factory.mktemp("toy_comparison_quick")
-    env = {"OUT": str(out), "MODEL_DIR": toy_warm_start["model_dir"], "DATA_DIR": toy_warm_start["data_dir"]}
+    env = {"OUT": str(out), "MODEL_DIR": toy_warm_start["model_dir"], "DATA_DIR": toy_warm_start["data_dir"],
+           "ARGS_rlsd": f"+rlrt.lambda_decay_steps={RLSD_DECAY_STEPS} trainer.total_training_steps={RLSD_STEPS}"}
     output = run_script("compare_methods_cpu.sh", ["--quick"], env=env, timeout=2400)
     runs = {method: read_metrics(out / "runs" / method / "seed1") for method in METHODS}
     return out, runs, output
@@ -59,7 +63,7 @@ def test_teacher_methods_log_finite_signals_every_step(comparison, method):
     """rlrt_sync runs the teacher step on both steps; every rlrt/* metric and timing_s/teacher is finite and the
     context counts add up to the 8 real rows of a step."""
     metrics = comparison[1][method]
-    assert sorted(metrics) == [1, 2]
+    assert sorted(metrics) == STEPS[method]
     for step, data in metrics.items():
         ours = {k: v for k, v in data.items() if k.startswith("rlrt/") or k == "timing_s/teacher"}
         assert {"timing_s/teacher", "rlrt/scored_row_frac", "rlrt/degenerate_group_frac"} <= set(ours)
@@ -68,12 +72,20 @@ def test_teacher_methods_log_finite_signals_every_step(comparison, method):
 
 
 @pytest.mark.parametrize("method, schedule", [
-    ("rlsd", dict(schedule="linear_decay", lam0=0.5, decay_steps=50)),
+    ("rlsd", dict(schedule="linear_decay", lam0=0.5, decay_steps=RLSD_DECAY_STEPS)),
     ("rlrt", dict(schedule="constant", lam0=0.5)),
 ])
 def test_logged_lambda_follows_the_methods_schedule(comparison, method, schedule):
     for step, data in comparison[1][method].items():
         assert data["rlrt/lambda"] == pytest.approx(lambda_at(step, **schedule))
+
+
+def test_rlsd_runs_no_teacher_pass_once_lambda_is_zero(comparison):
+    """Issue 13: with K = 1, λ = 0.5, 0, 0 and no distillation loss, so the teacher is called on step 1 only;
+    the fields are still written for every row (the advantage step reads them: the run would fail otherwise)."""
+    rlsd = comparison[1]["rlsd"]
+    assert [rlsd[step]["rlrt/teacher_calls"] for step in STEPS["rlsd"]] == [1.0, 0.0, 0.0]
+    assert [rlsd[step]["rlrt/scored_rows"] for step in STEPS["rlsd"]][1:] == [0.0, 0.0]
 
 
 def test_opsd_scores_every_row_and_moves_the_loss(comparison):
