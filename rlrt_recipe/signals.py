@@ -46,15 +46,14 @@ def _clipped_weights(
     delta: torch.Tensor, adv: torch.Tensor, response: torch.Tensor, direction: int, eps_w: float
 ) -> torch.Tensor:
     """token_weights on a checked Δ (finite, 0 off the response). Where sign(A) = 0 or off the response the
-    exponent is exactly 0, so w = exp(0) = 1 there with no extra pass; in-place steps avoid temporaries."""
+    exponent is exactly 0, so w = exp(0) = 1 there."""
     sign = torch.where(response, torch.sign(adv.float()), 0.0)  # [B, T], 0 off the response
-    return _unclipped_weights(delta, sign, direction).clamp_(1.0 - eps_w, 1.0 + eps_w)  # [B, T]
+    return _unclipped_weights(delta, sign, direction).clamp(1.0 - eps_w, 1.0 + eps_w)  # [B, T]
 
 
 def _unclipped_weights(delta: torch.Tensor, sign: torch.Tensor, direction: int) -> torch.Tensor:
     """exp(d · sign(A) · Δ_t), before the clip."""
-    exponent = sign * delta  # [..]
-    return torch.exp_(exponent if direction == 1 else exponent.neg_())
+    return torch.exp(direction * sign * delta)  # [..]
 
 
 def reweighted_advantages(
@@ -86,7 +85,8 @@ def reweighted_advantages(
     weight = _clipped_weights(_finite_delta(delta, response), adv, response, direction, eps_w)  # [B, T]
     adv = torch.where(response, adv.float(), 0.0)  # [B, T]
     reweighted_rows = has_teacher.bool() & (correct.bool() if gate == "correct" else True)  # [B]
-    reweighted = torch.addcmul(adv, adv, weight.sub_(1.0).mul_(lam))  # [B, T] A + A·λ·(w − 1); 0 off the response
+    # A·((1 − λ) + λ·w) written as A + A·λ·(w − 1): the same value, and exactly A when λ = 0 or w = 1 (τ = s).
+    reweighted = adv + adv * (lam * (weight - 1.0))  # [B, T]; 0 off the response
     return torch.where(reweighted_rows[:, None], reweighted, adv)  # [B, T]
 
 
