@@ -69,6 +69,7 @@ def test_teacher_methods_log_finite_signals_every_step(comparison, method):
         assert {"timing_s/teacher", "rlrt/scored_row_frac", "rlrt/degenerate_group_frac"} <= set(ours)
         assert all(math.isfinite(float(v)) for v in ours.values()), (step, ours)
         assert sum(v for k, v in data.items() if k.startswith("rlrt/context/")) == 8
+        assert data["rlrt/reward_timeout_frac"] == 0.0  # math-verify's timeout key, read back from the batch
 
 
 @pytest.mark.parametrize("method, schedule", [
