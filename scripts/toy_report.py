@@ -5,7 +5,7 @@ entropy and the rlrt/* teacher signals, one line per method (mean over seeds, ±
     python scripts/toy_report.py --run grpo=artifacts/toy_comparison/runs/grpo/seed1 ... --out artifacts/toy_comparison/summary
 
 Each --run METHOD=PATH is one training run (a verl file-logger .jsonl or a directory of launch files);
-repeat a METHOD for several seeds. Writes <out>.md (rlrt_recipe.toy.compare.summary_markdown, also
+repeat a METHOD for several seeds. Writes <out>.md (examples/rlrt_toy/compare.py summary_markdown, also
 printed) and <out>.png (rlrt_recipe.report.plot_curves over PLOT_METRICS: one colour per method in every panel).
 """
 
@@ -16,7 +16,10 @@ import sys
 from pathlib import Path
 
 from rlrt_recipe.report import load_runs, parse_runs, plot_curves
-from rlrt_recipe.toy.compare import PLOT_METRICS, summary_markdown
+
+# The toy task is an example, not part of the installed package: examples/rlrt_toy beside this script's folder.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from rlrt_toy.compare import PLOT_METRICS, summary_markdown
 
 
 def main(argv: list[str] | None = None) -> int:

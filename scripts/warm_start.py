@@ -6,7 +6,7 @@
 Writes the model (``TOY_SPEC``, tokenizer trained locally) to --out, ``train.parquet`` (the RL set: the
 first --rl-problems train problems, repeated) and ``heldout.parquet`` to --data-dir, then prints one JSON line: parameters, losses, pass rates at
 temperature 1, and the semantic check's mean Δ = τ − s on held-out answer tokens for the right reference,
-a wrong reference and the identity template (rlrt_recipe.toy.semantic). Exits 1 if the check fails
+a wrong reference and the identity template (examples/rlrt_toy/semantic.py). Exits 1 if the check fails
 (right ≥ 0.5, wrong ≤ −0.5, |identity| ≤ 1e-5) or the pass rate is 0 or 1.
 """
 
@@ -16,9 +16,12 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
-from rlrt_recipe.toy import semantic, task
-from rlrt_recipe.toy.warm_start import WarmStartConfig, load, warm_start
+# The toy task is an example, not part of the installed package: examples/rlrt_toy beside this script's folder.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from rlrt_toy import semantic, task
+from rlrt_toy.warm_start import WarmStartConfig, load, warm_start
 
 
 def main(argv: list[str] | None = None) -> int:

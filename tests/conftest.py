@@ -30,10 +30,10 @@ def tiny_data_dir(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def toy_warm_start(tmp_path_factory) -> dict:
-    """The toy task's default warm start (``rlrt_recipe.toy``; 45–140 s on 2 cores) and its RL data, as
+    """The toy task's default warm start (``rlrt_toy`` in examples/; 45–140 s on 2 cores) and its RL data, as
     scripts/warm_start.py writes them: ``{"summary", "model_dir", "data_dir"}``."""
-    from rlrt_recipe.toy import task
-    from rlrt_recipe.toy.warm_start import warm_start
+    from rlrt_toy import task
+    from rlrt_toy.warm_start import warm_start
 
     root = tmp_path_factory.mktemp("toy")
     summary = warm_start(root / "model")

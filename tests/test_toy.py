@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from rlrt_recipe.toy import semantic, task
-from rlrt_recipe.toy.warm_start import load
+from rlrt_toy import semantic, task
+from rlrt_toy.warm_start import load
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "compare_methods_cpu.sh"

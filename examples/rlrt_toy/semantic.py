@@ -23,8 +23,8 @@ from typing import Any
 import torch
 
 from rlrt_recipe.privileged import IDENTITY_TEMPLATE
-from rlrt_recipe.toy import task
-from rlrt_recipe.toy.warm_start import PromptRenderer, privileged_messages, response_ids
+from rlrt_toy import task
+from rlrt_toy.warm_start import PromptRenderer, privileged_messages, response_ids
 
 #: The three cases: (template overrides, which reference answer goes into the prompt).
 CASES = {

@@ -27,7 +27,7 @@ from transformers import AutoConfig, AutoTokenizer, GenerationConfig, Qwen2ForCa
 from rlrt_recipe import privileged
 from rlrt_recipe.reward import compute_score
 from rlrt_recipe.testing import TinyModelSpec, build_tiny_model
-from rlrt_recipe.toy import task
+from rlrt_toy import task
 
 #: ≈ 0.56 M parameters (hidden 128, 2 layers, MLP 512, vocabulary 512): a step costs ~0.3 s on one shared core.
 TOY_SPEC = TinyModelSpec(hidden_size=128, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=512,
