@@ -29,10 +29,20 @@ from rlrt_recipe.privileged import (
 )
 from rlrt_recipe.signals import DIRECTIONS, GATES, LAMBDA_SCHEDULES, lambda_at
 
-#: Estimators registered by this package whose advantage reads the teacher.
-TEACHER_ESTIMATORS = ("rlrt", "rlsd", "opsd", "grpo_opsd")
+#: The advantage estimators this package registers with verl, each with the form of its advantage
+#: (docs/methods.md). The one list of method names: registrations, config checks and the per-node probe read it.
+ESTIMATOR_FORMS: dict[str, str] = {
+    "rlrt": "reweighted",  # Â = A·((1 − λ) + λ·w), w reversing the teacher on correct rollouts
+    "rlsd": "reweighted",  # the same form, w following the teacher on every rollout
+    "opsd": "gain",  # Â = Δ
+    "grpo_opsd": "grpo_plus_gain",  # Â = A + β·Δ
+}
+#: Estimators whose advantage reads the teacher (all of ours).
+TEACHER_ESTIMATORS = tuple(ESTIMATOR_FORMS)
 #: Estimators that reweight A with the token weight w_t (they use direction, gate, eps_w, lambda_*).
-WEIGHTED_ESTIMATORS = ("rlrt", "rlsd")
+WEIGHTED_ESTIMATORS = tuple(name for name, form in ESTIMATOR_FORMS.items() if form == "reweighted")
+#: The policy loss this package registers: verl's surrogate plus the self-distillation term (RLSD's GRPO+OPSD).
+DISTILL_LOSS_MODE = "self_distill"
 
 BACKBONE_KINDS = ("base", "instruct", "thinking")
 TEACHERS = ("live", "frozen")
@@ -56,10 +66,10 @@ class RlrtConfig:
     Outcome: ``correct_threshold``.
     Token weights (rlrt, rlsd): ``direction``, ``gate``, ``eps_w``, ``backbone_kind``, ``lambda_schedule``,
     ``lambda_0``, ``lambda_decay_steps``.
-    Distillation (opsd, grpo_opsd, the rlrt loss): ``distill_adv_coef``, ``distill_loss_coef``, ``distill_kl_type``,
+    Distillation (opsd, grpo_opsd, the self_distill loss): ``distill_adv_coef``, ``distill_loss_coef``, ``distill_kl_type``,
     ``distill_loss_max_clamp``.
     Teacher: ``teacher``, ``context``, ``privileged_templates``, ``max_privileged_prompt_length``,
-    ``sibling_choice``, ``sibling_fallback``, ``sibling_strip_thinking``, ``score_all_rows``.
+    ``sibling_choice``, ``sibling_fallback``, ``sibling_strip_thinking``, ``score_all_rows``, ``preflight_skip``.
     """
 
     correct_threshold: float = 0.5
@@ -83,7 +93,7 @@ class RlrtConfig:
     distill_adv_coef: float = 0.1
     """β of grpo_opsd: Â = A + β·Δ (ours)."""
     distill_loss_coef: float = 0.0
-    """β_loss of the rlrt policy loss; 0 = verl's vanilla loss bit for bit."""
+    """β_loss of the self_distill policy loss; 0 = verl's vanilla loss bit for bit."""
     distill_kl_type: str = "k3+"
     """verl kl_penalty estimator of the distillation loss term; k3+ has the unclamped gradient −Δ (ours; docs/methods.md)."""
     distill_loss_max_clamp: float | None = None
@@ -105,6 +115,8 @@ class RlrtConfig:
     """rlrt: drop <think>…</think> from the sibling's text."""
     score_all_rows: bool = False
     """Score every real row with the teacher (diagnostics), not only those whose Â depends on it."""
+    preflight_skip: bool = False
+    """Drop the training rows the pre-flight finds unservable (truncated, over budget, no reference) instead of refusing to start (ours)."""
 
     def __post_init__(self) -> None:
         _check_number("correct_threshold", self.correct_threshold)
@@ -131,7 +143,7 @@ class RlrtConfig:
         _check_positive_int("max_privileged_prompt_length", self.max_privileged_prompt_length, nullable=True)
         _check_choice("sibling_choice", self.sibling_choice, SIBLING_CHOICES)
         _check_choice("sibling_fallback", self.sibling_fallback, SIBLING_FALLBACKS)
-        for key in ("sibling_strip_thinking", "score_all_rows"):
+        for key in ("sibling_strip_thinking", "score_all_rows", "preflight_skip"):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"rlrt.{key} must be true or false, got {getattr(self, key)!r}")
 

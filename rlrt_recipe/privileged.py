@@ -64,7 +64,9 @@ class RowInfo:
     """The fields of one batch row the teacher prompt is built from.
 
     ``index`` is the row's position in the batch and, with ``data_source`` and ``uid``, names the row in
-    every error. ``messages`` is ``raw_prompt``; ``ground_truth`` and ``solution`` are strings or None.
+    every error. ``messages`` is ``raw_prompt``; ``ground_truth`` and ``solution`` are strings or None
+    (missing). ``unusable_ground_truth`` is the type name of a ground truth that cannot fill the answer
+    template (list, dict, bool; ``ground_truth`` is then None): an error only where the answer is needed.
     """
 
     index: int
@@ -73,25 +75,29 @@ class RowInfo:
     messages: tuple[Mapping[str, Any], ...]
     ground_truth: str | None
     solution: str | None = None
+    unusable_ground_truth: str | None = None
 
     @classmethod
     def from_fields(cls, index: int, *, raw_prompt: Sequence[Mapping[str, Any]], reward_model: Mapping | None,
                     extra_info: Mapping | None, data_source: str, uid: str) -> RowInfo:
         """A row from verl's per-row columns (``reward_model.ground_truth``, ``extra_info.solution``).
 
-        A numeric ground truth is rendered with ``str``; a list or dict ground truth raises, since the
-        answer template needs one string.
+        Null and NaN (what a pandas-built parquet holds for a missing value) are missing in both fields, never
+        the text "nan". A numeric ground truth is rendered with ``str``; a list, dict or bool one is recorded in
+        ``unusable_ground_truth`` and raises only when the answer context is built (``reference_text``), so rows
+        that never need the answer (padding rows, RLRT with ``sibling_fallback=none``) pass.
         """
-        where = _where(index, data_source, uid)
-        ground_truth = (reward_model or {}).get("ground_truth")
-        if ground_truth is not None and not isinstance(ground_truth, str):
-            if not isinstance(ground_truth, Number) or isinstance(ground_truth, bool):
-                raise ValueError(f"{where}: reward_model.ground_truth must be a string or a number to fill the "
-                                 f"answer template, got {type(ground_truth).__name__}; convert it in data prep")
-            ground_truth = str(ground_truth)
+        ground_truth, unusable = (reward_model or {}).get("ground_truth"), None
+        if _is_missing(ground_truth):
+            ground_truth = None
+        elif not isinstance(ground_truth, str):
+            if isinstance(ground_truth, Number) and not isinstance(ground_truth, bool):
+                ground_truth = str(ground_truth)
+            else:
+                ground_truth, unusable = None, type(ground_truth).__name__
         solution = (extra_info or {}).get("solution")
         return cls(index, str(data_source), str(uid), tuple(dict(m) for m in raw_prompt), ground_truth,
-                   None if solution is None else str(solution))
+                   None if _is_missing(solution) else str(solution), unusable)
 
     def where(self) -> str:
         """``row 3 (data_source='gsm8k', uid='ab12')``: how every error names the row."""
@@ -100,6 +106,11 @@ class RowInfo:
 
 def _where(index: int, data_source: str, uid: str) -> str:
     return f"row {index} (data_source={data_source!r}, uid={uid!r})"
+
+
+def _is_missing(value: Any) -> bool:
+    # NaN is the one value not equal to itself (float, numpy and Decimal NaN alike).
+    return value is None or (isinstance(value, Number) and value != value)
 
 
 @dataclass(frozen=True)
@@ -205,23 +216,44 @@ def default_privileged_budget(context: str, *, max_prompt_length: int, max_respo
     return 2 * max_prompt_length
 
 
+class MissingReference(ValueError):
+    """A row has no usable text for the answer/solution context it needs; ``reason`` names the field and why."""
+
+    def __init__(self, row: RowInfo, kind: str, reason: str):
+        super().__init__(f"{row.where()}: {reason}, but the {kind} context needs it; fix the dataset or drop the "
+                         "row (rlrt.preflight_skip=true drops such rows before step 1)")
+        self.reason = reason
+
+
+def reference_text(row: RowInfo, kind: str) -> tuple[str, str]:
+    """``(kind actually used, context text)`` of a row's ``answer`` or ``solution`` context.
+
+    ``solution`` uses ``row.solution`` when it is non-blank, else the ground-truth answer. A ground truth that
+    is missing (null, NaN, blank) or unusable (list, dict, bool) where the answer is needed raises
+    ``MissingReference`` naming the row.
+    """
+    if kind not in ("answer", "solution"):
+        raise ValueError(f"reference_context kind must be 'answer' or 'solution', got {kind!r}")
+    if kind == "solution" and row.solution is not None and row.solution.strip():
+        return "solution", row.solution
+    if row.unusable_ground_truth is not None:
+        raise MissingReference(row, kind, f"reward_model.ground_truth is a {row.unusable_ground_truth}, not a "
+                                          "string or a number (convert it in data prep)")
+    if row.ground_truth is None or not row.ground_truth.strip():
+        fields = ("reward_model.ground_truth is" if kind == "answer"
+                  else "extra_info.solution and reward_model.ground_truth are both")
+        raise MissingReference(row, kind, f"{fields} missing (null, NaN or blank)")
+    return "answer", row.ground_truth
+
+
 def reference_context(row: RowInfo, kind: str, *, templates: Mapping[str, str], count_tokens: CountTokens,
                       budget: int) -> TeacherContext:
-    """The ``answer`` or ``solution`` context of one row (case = the kind actually used).
+    """The ``answer`` or ``solution`` context of one row (case = the kind actually used, ``reference_text``).
 
-    ``solution`` uses ``row.solution`` when it is non-blank, else the ground-truth answer. A missing
-    ground truth where the answer is needed, or a prompt over ``budget`` tokens, raises naming the row.
+    A missing ground truth where the answer is needed (``MissingReference``), or a prompt over ``budget``
+    tokens, raises naming the row.
     """
-    if kind == "solution" and row.solution is not None and row.solution.strip():
-        text = row.solution
-    elif kind in ("answer", "solution"):
-        kind = "answer"
-        if row.ground_truth is None or not row.ground_truth.strip():
-            raise ValueError(f"{row.where()}: reward_model.ground_truth is missing or empty, but the answer "
-                             "context needs it; fix the dataset or drop the row")
-        text = row.ground_truth
-    else:
-        raise ValueError(f"reference_context kind must be 'answer' or 'solution', got {kind!r}")
+    kind, text = reference_text(row, kind)
     messages = teacher_messages(row, kind, text, templates)
     n_tokens = count_tokens(messages)
     if n_tokens > budget:

@@ -43,12 +43,12 @@ DYNAMIC_BSZ = ["actor_rollout_ref.actor.use_dynamic_bsz=true", "actor_rollout_re
 LAUNCH_1 = [
     *COMMON, "algorithm.adv_estimator=rlrt", "+data.apply_chat_template_kwargs.enable_thinking=true",
     *(f"+rlrt.privileged_templates.{kind}='{IDENTITY_TEMPLATE}'" for kind in TEMPLATE_KINDS),
-    *DYNAMIC_BSZ, "actor_rollout_ref.actor.policy_loss.loss_mode=rlrt", "+rlrt.distill_loss_coef=0.1",
+    *DYNAMIC_BSZ, "actor_rollout_ref.actor.policy_loss.loss_mode=self_distill", "+rlrt.distill_loss_coef=0.1",
     "+rlrt.sibling_strip_thinking=true",
 ]
 LAUNCH_2 = [
     *COMMON, "algorithm.adv_estimator=rlsd", "+data.apply_chat_template_kwargs.enable_thinking=false",
-    "actor_rollout_ref.actor.policy_loss.loss_mode=rlrt", "+rlrt.distill_loss_coef=0.1",
+    "actor_rollout_ref.actor.policy_loss.loss_mode=self_distill", "+rlrt.distill_loss_coef=0.1",
 ]
 
 
@@ -127,7 +127,7 @@ def test_identity_template_gives_zero_gap_end_to_end(two_launches):
 
 
 def test_dynamic_batch_size_with_the_distillation_loss(two_launches):
-    """Launch 1 ran the update under use_dynamic_bsz with loss_mode=rlrt, β_loss = 0.1: every micro-batch carried
+    """Launch 1 ran the update under use_dynamic_bsz with loss_mode=self_distill, β_loss = 0.1: every micro-batch carried
     teacher_log_probs and has_teacher through verl's permutation (a missing field raises). τ = s at θ_old, so the
     term is only what the first mini-batch's update (lr 1e-2) moved the second one: small, not 0."""
     data = two_launches[1][1]
@@ -137,7 +137,7 @@ def test_dynamic_batch_size_with_the_distillation_loss(two_launches):
 
 
 def test_distillation_loss_term_reaches_the_actor_update(two_launches):
-    """Launch 2: the answer reference moves Δ, and loss_mode=rlrt with β_loss = 0.1 saw teacher_log_probs in
+    """Launch 2: the answer reference moves Δ, and loss_mode=self_distill with β_loss = 0.1 saw teacher_log_probs in
     every micro-batch and logged its term."""
     data = two_launches[1][2]
     assert data["rlrt/delta_abs_mean"] > 0

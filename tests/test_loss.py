@@ -1,4 +1,4 @@
-"""The rlrt policy loss: verl's ppo_loss unchanged plus β_loss · agg(KL_est(log π_θ, τ)), on hand-built batches."""
+"""The self_distill policy loss: verl's ppo_loss unchanged plus β_loss · agg(KL_est(log π_θ, τ)), on hand-built batches."""
 
 import math
 from dataclasses import replace
@@ -11,7 +11,7 @@ from verl.utils import tensordict_utils as tu
 from verl.workers.config import FSDPActorConfig
 from verl.workers.utils.losses import ppo_loss
 
-from rlrt_recipe.integration.loss import rlrt_ppo_loss
+from rlrt_recipe.integration.loss import self_distill_ppo_loss
 
 PROMPT_LENS, RESPONSE_LENS = [2, 1], [3, 2]
 LOG_PROB = torch.tensor([[-1.0, -2.0, -0.5], [-0.3, -0.7, 0.0]])  # [2, 3] response log-probs of π_θ
@@ -51,17 +51,17 @@ def _actor(loss_mode):
     return replace(config, policy_loss=replace(config.policy_loss, loss_mode=loss_mode))
 
 
-def _loss(beta, loss_mode="rlrt", **kw):
+def _loss(beta, loss_mode="self_distill", **kw):
     log_prob = LOG_PROB.clone().requires_grad_(True)
     teacher = TEACHER.clone().requires_grad_(True)
     model_output, data = _inputs(log_prob, teacher, **kw)
-    loss, metrics = rlrt_ppo_loss(_actor(loss_mode), model_output, data, distill_loss_coef=beta,
+    loss, metrics = self_distill_ppo_loss(_actor(loss_mode), model_output, data, distill_loss_coef=beta,
                                   distill_kl_type="low_var_kl")
     return loss, metrics, log_prob, teacher
 
 
 def test_zero_beta_is_bit_identical_to_vanilla_ppo_loss():
-    """β_loss = 0: the rlrt loss is verl's vanilla ppo_loss to the bit, metrics included."""
+    """β_loss = 0: the self_distill loss is verl's vanilla ppo_loss to the bit, metrics included."""
     loss, metrics, _, _ = _loss(0.0)
     model_output, data = _inputs(LOG_PROB.clone().requires_grad_(True), TEACHER.clone())
     ref_loss, ref_metrics = ppo_loss(_actor("vanilla"), model_output, data)
@@ -95,18 +95,18 @@ def test_rows_without_teacher_add_nothing():
     assert_close(loss, torch.tensor(-0.2))
 
 
-def test_registered_loss_refuses_to_run_outside_the_rlrt_trainer():
-    """loss_mode=rlrt through verl's stock ppo_loss fails naming the trainer mode, never drops the term."""
+def test_registered_loss_refuses_to_run_outside_the_rlrt_sync_trainer():
+    """loss_mode=self_distill through verl's stock ppo_loss fails naming the trainer mode, never drops the term."""
     model_output, data = _inputs(LOG_PROB.clone(), TEACHER.clone())
     with pytest.raises(RuntimeError, match=r"trainer\.v1\.trainer_mode=rlrt_sync"):
-        ppo_loss(_actor("rlrt"), model_output, data)
+        ppo_loss(_actor("self_distill"), model_output, data)
 
 
 def test_missing_teacher_field_is_named():
     model_output, data = _inputs(LOG_PROB.clone(), TEACHER.clone())
     del data["teacher_log_probs"]
     with pytest.raises(KeyError, match="teacher_log_probs"):
-        rlrt_ppo_loss(_actor("rlrt"), model_output, data, distill_loss_coef=0.1, distill_kl_type="low_var_kl")
+        self_distill_ppo_loss(_actor("self_distill"), model_output, data, distill_loss_coef=0.1, distill_kl_type="low_var_kl")
 
 
 def _one_token_batch(delta: float):
@@ -138,7 +138,7 @@ def test_default_distillation_gradient_survives_where_the_teacher_is_confident(d
     from rlrt_recipe.integration.loss import installed_loss_fn
 
     log_prob, model_output, data = _one_token_batch(delta)
-    loss_fn = installed_loss_fn(_actor("rlrt"), RlrtConfig(distill_loss_coef=1.0))
+    loss_fn = installed_loss_fn(_actor("self_distill"), RlrtConfig(distill_loss_coef=1.0))
     loss, metrics = loss_fn(model_output=model_output, data=data)
     loss.backward()
     grad = float(log_prob.grad[0, 0])
@@ -148,7 +148,7 @@ def test_default_distillation_gradient_survives_where_the_teacher_is_confident(d
     assert float(torch.as_tensor(metrics["actor/distill_loss"].values[0])) == pytest.approx(k3)
 
     log_prob, model_output, data = _one_token_batch(delta)
-    clamped, _ = rlrt_ppo_loss(_actor("rlrt"), model_output, data, distill_loss_coef=1.0, distill_kl_type="low_var_kl")
+    clamped, _ = self_distill_ppo_loss(_actor("self_distill"), model_output, data, distill_loss_coef=1.0, distill_kl_type="low_var_kl")
     clamped.backward()
     assert float(log_prob.grad[0, 0]) == 0.0
 
@@ -156,7 +156,7 @@ def test_default_distillation_gradient_survives_where_the_teacher_is_confident(d
 def test_clamp_option_bounds_the_term_like_verls_distillation_loss():
     """distill_loss_max_clamp = c clamps the per-token term to [−c, c] (verl's loss_max_clamp); off by default."""
     log_prob, model_output, data = _one_token_batch(3.0)
-    loss, metrics = rlrt_ppo_loss(_actor("rlrt"), model_output, data, distill_loss_coef=1.0, distill_kl_type="k2",
+    loss, metrics = self_distill_ppo_loss(_actor("self_distill"), model_output, data, distill_loss_coef=1.0, distill_kl_type="k2",
                                   distill_loss_max_clamp=1.0)
     assert float(loss.detach()) == pytest.approx(1.0)  # k2 = ½·3² = 4.5, clamped to 1
     loss.backward()
@@ -164,13 +164,13 @@ def test_clamp_option_bounds_the_term_like_verls_distillation_loss():
 
 
 def test_installed_loss_with_zero_beta_is_vanilla_without_teacher_fields():
-    """loss_mode=rlrt with β_loss = 0 under rlrt_sync (no teacher step: the fields are absent) runs and is verl's
+    """loss_mode=self_distill with β_loss = 0 under rlrt_sync (no teacher step: the fields are absent) runs and is verl's
     vanilla loss bit for bit (review A5: it used to raise at the first update)."""
     from rlrt_recipe.config import RlrtConfig
     from rlrt_recipe.integration.loss import installed_loss_fn
 
     model_output, data = _inputs(LOG_PROB.clone().requires_grad_(True), TEACHER.clone())
     del data["teacher_log_probs"], data["has_teacher"]
-    loss, _ = installed_loss_fn(_actor("rlrt"), RlrtConfig(distill_loss_coef=0.0))(model_output=model_output, data=data)
+    loss, _ = installed_loss_fn(_actor("self_distill"), RlrtConfig(distill_loss_coef=0.0))(model_output=model_output, data=data)
     ref_loss, _ = ppo_loss(_actor("vanilla"), model_output, data)
     assert torch.equal(loss, ref_loss)

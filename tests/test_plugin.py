@@ -27,20 +27,20 @@ def test_entry_point_registers_on_bare_import_verl():
     """`import verl` loads our entry point: every estimator and the loss exist, with one INFO line."""
     names, stderr = _probe()
     assert OURS <= set(names["adv"])
-    assert "rlrt" in names["loss"]
+    assert "self_distill" in names["loss"]
     assert "rlrt-recipe plug-in loaded: estimators, policy loss, trainer" in stderr
 
 
 def test_external_modules_fallback():
     """VERL_USE_EXTERNAL_MODULES=rlrt_recipe.plugin registers the same names with entry points disabled."""
     names, _ = _probe(VERL_USE_EXTERNAL_PLUGINS="none", VERL_USE_EXTERNAL_MODULES="rlrt_recipe.plugin")
-    assert OURS <= set(names["adv"]) and "rlrt" in names["loss"]
+    assert OURS <= set(names["adv"]) and "self_distill" in names["loss"]
 
 
 def test_disabled_plugins_register_nothing():
     """Control for the two tests above: with plug-ins off, none of our names exist."""
     names, _ = _probe(VERL_USE_EXTERNAL_PLUGINS="none")
-    assert not OURS & set(names["adv"]) and "rlrt" not in names["loss"]
+    assert not OURS & set(names["adv"]) and "self_distill" not in names["loss"]
 
 
 def test_reimport_is_idempotent():

@@ -5,6 +5,9 @@ import os
 import subprocess
 import sys
 
+from decimal import Decimal
+
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,6 +16,7 @@ from rlrt_recipe.privileged import (
     CASES,
     CUE_PHRASES,
     DEFAULT_TEMPLATES,
+    MissingReference,
     RowInfo,
     TeacherContext,
     case_counts,
@@ -218,9 +222,42 @@ def test_row_info_from_verl_fields():
     assert r == RowInfo(2, "gsm8k", "abc", ({"role": "user", "content": "q"},), "12", "s")
     bare = RowInfo.from_fields(0, raw_prompt=[], reward_model=None, extra_info=None, data_source="d", uid="u")
     assert bare.ground_truth is None and bare.solution is None
-    with pytest.raises(ValueError, match=r"row 1 \(data_source='d', uid='u'\): reward_model\.ground_truth .* list"):
-        RowInfo.from_fields(1, raw_prompt=[], reward_model={"ground_truth": ["1", "2"]}, extra_info=None,
-                            data_source="d", uid="u")
+
+
+@pytest.mark.parametrize("missing", [None, float("nan"), np.float64("nan"), Decimal("NaN")])
+def test_nan_ground_truth_and_solution_are_missing_never_the_text_nan(missing):
+    """Guards review A7: NaN (pandas' missing value) in either field is missing, so a teacher prompt never
+    says "reference final answer is: nan"; the solution context then falls back to the answer, and with
+    neither the error names both fields."""
+    def from_fields(ground_truth, solution):
+        return RowInfo.from_fields(4, raw_prompt=[{"role": "user", "content": "q"}],
+                                   reward_model={"ground_truth": ground_truth}, extra_info={"solution": solution},
+                                   data_source="d", uid="u")
+
+    r = from_fields(missing, missing)
+    assert r.ground_truth is None and r.solution is None and r.unusable_ground_truth is None
+    for context, fields in (("answer", r"reward_model\.ground_truth is missing"),
+                            ("solution", r"extra_info\.solution and reward_model\.ground_truth are both missing")):
+        with pytest.raises(MissingReference, match=rf"row 4 \(data_source='d', uid='u'\): {fields} \(null, NaN"):
+            teacher_contexts([r], context=context, scored=[True], count_tokens=chars, budget=BIG)
+    fallback = teacher_contexts([from_fields("7", missing)], context="solution", scored=[True],
+                                count_tokens=chars, budget=BIG)[0]
+    assert fallback.case == "answer" and "nan" not in user_content(fallback).lower()
+    assert user_content(fallback).endswith("The reference final answer is: 7")
+
+
+@pytest.mark.parametrize("ground_truth, type_name", [(["1", "2"], "list"), ({"a": 1}, "dict"), (True, "bool")])
+def test_unusable_ground_truth_raises_only_where_the_answer_is_built(ground_truth, type_name):
+    """Guards review A7: a list/dict/bool ground truth no longer fails every row at extraction (padding rows,
+    RLRT with sibling_fallback=none never need it); it raises, naming row and type, when the answer is built."""
+    r = RowInfo.from_fields(1, raw_prompt=[{"role": "user", "content": "q"}], reward_model={"ground_truth": ground_truth},
+                            extra_info={"solution": "worked"}, data_source="d", uid="u")
+    assert r.ground_truth is None and r.unusable_ground_truth == type_name
+    assert teacher_contexts([r], context="solution", scored=[True], count_tokens=chars, budget=BIG)[0].case == "solution"
+    assert teacher_contexts([r], context="answer", scored=[False], count_tokens=chars, budget=BIG)[0].case == "unscored"
+    with pytest.raises(MissingReference, match=rf"row 1 \(data_source='d', uid='u'\): reward_model\.ground_truth "
+                                               rf"is a {type_name}, not a string or a number"):
+        teacher_contexts([r], context="answer", scored=[True], count_tokens=chars, budget=BIG)
 
 
 def test_default_budget():

@@ -37,7 +37,7 @@ METHODS = {
     "rlrt_teacher_up": ("rlrt", True, 1e-6, 0.2, 0.0, "vanilla", 0.0),
     "opsd": ("opsd", True, 1e-5, 0.2, 0.0, "vanilla", 0.0),
     "grpo_opsd": ("grpo_opsd", True, 1e-6, 0.2, 0.0, "vanilla", 0.0),
-    "grpo_opsd_loss": ("grpo", True, 1e-6, 0.2, 0.0, "rlrt", 0.1),
+    "grpo_opsd_loss": ("grpo", True, 1e-6, 0.2, 0.0, "self_distill", 0.1),
 }
 # backbone: (model path, backbone_kind, chat template kwargs, max_prompt_length, max_response_length)
 BACKBONES = {
@@ -203,7 +203,7 @@ def test_cpu_group_composes_after_the_groups(hydra_ctx, method, backbone):
         ("rlsd", {"algorithm.rollout_correction.bypass_mode": True}, "algorithm.rollout_correction.bypass_mode"),
         ("opsd", {"algorithm.filter_groups.enable": True}, "algorithm.filter_groups.enable"),
         ("grpo", {"rlrt.distill_loss_coef": 0.1}, "rlrt.distill_loss_coef"),
-        ("grpo_opsd_loss", {"actor_rollout_ref.actor.policy_loss.loss_mode": "vanilla"}, "policy_loss.loss_mode=rlrt"),
+        ("grpo_opsd_loss", {"actor_rollout_ref.actor.policy_loss.loss_mode": "vanilla"}, "policy_loss.loss_mode=self_distill"),
         ("rlrt", {"rlrt.teacher": "frozen"}, "actor_rollout_ref.model.lora_rank"),  # the FSDP key (review E5)
         ("grpo", {"distillation.enabled": True}, "distillation.enabled"),
         ("rlsd", {"distillation.enabled": True}, "distillation.enabled"),
@@ -230,7 +230,7 @@ def test_rlrt_with_one_rollout_warns_that_there_are_no_siblings(composed, caplog
 
 
 def test_distillation_loss_mode_with_zero_beta_is_accepted(composed):
-    """loss_mode=rlrt with β_loss = 0 (the GRPO+OPSD recipe swept to 0) passes the check; the trainer installs
+    """loss_mode=self_distill with β_loss = 0 (the GRPO+OPSD recipe swept to 0) passes the check; the trainer installs
     the loss function that makes it verl's vanilla loss (test_loss.py)."""
     check_config(_changed(composed[("grpo_opsd_loss", "qwen3_4b_base")], {"rlrt.distill_loss_coef": 0.0}))
 

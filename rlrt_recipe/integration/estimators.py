@@ -19,7 +19,7 @@ import torch
 from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, compute_grpo_outcome_advantage, register_adv_est
 
 from rlrt_recipe import signals
-from rlrt_recipe.config import RlrtConfig
+from rlrt_recipe.config import ESTIMATOR_FORMS, RlrtConfig
 from rlrt_recipe.integration.registry import register_once
 
 
@@ -56,12 +56,12 @@ def _grpo_opsd(delta, response_mask, grpo, *, rlrt_cfg, **_) -> torch.Tensor:
     return signals.opsd_advantages(delta, response_mask, adv=grpo(), beta=rlrt_cfg.distill_adv_coef)
 
 
-_ADVANTAGE_OF = {"rlrt": _reweighted, "rlsd": _reweighted, "opsd": _opsd, "grpo_opsd": _grpo_opsd}
+_ADVANTAGE_OF_FORM = {"reweighted": _reweighted, "gain": _opsd, "grpo_plus_gain": _grpo_opsd}
 
 
 def _estimator(name: str):
     """The verl-registrable estimator ``name``: checks the teacher fields, forms Δ, applies its advantage."""
-    advantage_of = _ADVANTAGE_OF[name]
+    advantage_of = _ADVANTAGE_OF_FORM[ESTIMATOR_FORMS[name]]
 
     def estimator(
         token_level_rewards: torch.Tensor,
@@ -102,5 +102,5 @@ def _estimator(name: str):
     return estimator
 
 
-for _name in _ADVANTAGE_OF:
+for _name in ESTIMATOR_FORMS:
     register_once(ADV_ESTIMATOR_REGISTRY, register_adv_est, _name)(_estimator(_name))

@@ -1,4 +1,5 @@
-"""The ``rlrt`` policy loss: verl's clipped surrogate plus an optional self-distillation term.
+"""The ``self_distill`` policy loss: verl's clipped surrogate plus an optional self-distillation term (RLSD's
+GRPO+OPSD in its loss form).
 
     L = L_verl + β_loss · agg_t( KL_est(log π_θ(y_t), τ_t) · [row has a teacher] )   over response tokens
 
@@ -15,8 +16,8 @@ clamps the per-token term to [−c, c] like verl's own distillation loss (``trai
 ``distillation_loss.loss_max_clamp``); off by default.
 
 verl calls a registered policy loss with a fixed argument list that cannot carry ``teacher_log_probs``, so
-the term lives in ``rlrt_ppo_loss``, the loss function the ``rlrt_sync`` trainer installs with
-``set_loss_fn``; the registered ``rlrt`` policy loss computes the surrogate and refuses to run outside it,
+the term lives in ``self_distill_ppo_loss``, the loss function the ``rlrt_sync`` trainer installs with
+``set_loss_fn``; the registered ``self_distill`` policy loss computes the surrogate and refuses to run outside it,
 so the term can never be dropped silently.
 """
 
@@ -39,14 +40,15 @@ from verl.utils.metric import Metric
 from verl.workers.utils.losses import ppo_loss
 from verl.workers.utils.padding import no_padding_2_padding
 
+from rlrt_recipe.config import DISTILL_LOSS_MODE
 from rlrt_recipe.integration.registry import register_once
 
-# True while rlrt_ppo_loss runs verl's ppo_loss: the registered `rlrt` loss is being called from inside it.
-_INSIDE_RLRT_LOSS = contextvars.ContextVar("inside_rlrt_ppo_loss", default=False)
+# True while self_distill_ppo_loss runs verl's ppo_loss: the registered loss is being called from inside it.
+_INSIDE_SELF_DISTILL_LOSS = contextvars.ContextVar("inside_self_distill_ppo_loss", default=False)
 
 
-@register_once(POLICY_LOSS_REGISTRY, register_policy_loss, "rlrt")
-def compute_policy_loss_rlrt(
+@register_once(POLICY_LOSS_REGISTRY, register_policy_loss, DISTILL_LOSS_MODE)
+def compute_policy_loss_self_distill(
     old_log_prob: torch.Tensor,
     log_prob: torch.Tensor,
     advantages: torch.Tensor,
@@ -56,9 +58,9 @@ def compute_policy_loss_rlrt(
     rollout_is_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """verl's vanilla surrogate min(ρ_t Â_t, clip(ρ_t, 1 − ε_low, 1 + ε_high) Â_t), dual clip for Â_t < 0."""
-    if not _INSIDE_RLRT_LOSS.get():
+    if not _INSIDE_SELF_DISTILL_LOSS.get():
         raise RuntimeError(
-            "actor.policy_loss.loss_mode=rlrt adds the distillation term through the loss function that the "
+            f"actor.policy_loss.loss_mode={DISTILL_LOSS_MODE} adds the distillation term through the loss function that the "
             "rlrt_sync trainer installs; set trainer.v1.trainer_mode=rlrt_sync (or use loss_mode=vanilla)"
         )
     return compute_policy_loss_vanilla(
@@ -72,7 +74,7 @@ def compute_policy_loss_rlrt(
     )
 
 
-def rlrt_ppo_loss(
+def self_distill_ppo_loss(
     config: Any,
     model_output: dict[str, torch.Tensor],
     data: TensorDict,
@@ -84,18 +86,18 @@ def rlrt_ppo_loss(
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """verl's ``ppo_loss`` + β_loss · agg(KL_est(log π_θ, τ) on rows with ``has_teacher``, 0 elsewhere), the
     per-token KL_est clamped to [−c, c] when ``distill_loss_max_clamp = c`` is set; install with
-    ``functools.partial(rlrt_ppo_loss, config=actor_config, distill_loss_coef=β, distill_kl_type=kind)``."""
-    token = _INSIDE_RLRT_LOSS.set(True)
+    ``functools.partial(self_distill_ppo_loss, config=actor_config, distill_loss_coef=β, distill_kl_type=kind)``."""
+    token = _INSIDE_SELF_DISTILL_LOSS.set(True)
     try:
         loss, metrics = ppo_loss(config, model_output, data, dp_group)
     finally:
-        _INSIDE_RLRT_LOSS.reset(token)
+        _INSIDE_SELF_DISTILL_LOSS.reset(token)
     if distill_loss_coef == 0.0:
         return loss, metrics
 
     for key in ("teacher_log_probs", "has_teacher"):
         if key not in data.keys():
-            raise KeyError(f"the rlrt loss needs '{key}' in every micro-batch; the rlrt_sync teacher step writes it")
+            raise KeyError(f"the {DISTILL_LOSS_MODE} loss needs '{key}' in every micro-batch; the rlrt_sync teacher step writes it")
     log_prob = no_padding_2_padding(model_output["log_probs"], data)  # [b, T] with grad
     padded = data.select("teacher_log_probs", "response_mask").to_padded_tensor()
     teacher = padded["teacher_log_probs"].detach().to(log_prob.dtype)  # [b, T] τ, never differentiated
@@ -113,9 +115,9 @@ def rlrt_ppo_loss(
 
 
 def installed_loss_fn(actor_config: Any, rlrt_cfg: Any) -> Any:
-    """The loss function the ``rlrt_sync`` trainer installs with ``set_loss_fn``: ``rlrt_ppo_loss`` bound to
+    """The loss function the ``rlrt_sync`` trainer installs with ``set_loss_fn``: ``self_distill_ppo_loss`` bound to
     the actor config and the ``rlrt:`` section's distillation settings."""
     return partial(
-        rlrt_ppo_loss, config=actor_config, distill_loss_coef=rlrt_cfg.distill_loss_coef,
+        self_distill_ppo_loss, config=actor_config, distill_loss_coef=rlrt_cfg.distill_loss_coef,
         distill_kl_type=rlrt_cfg.distill_kl_type, distill_loss_max_clamp=rlrt_cfg.distill_loss_max_clamp,
     )

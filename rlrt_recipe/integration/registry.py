@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
+from rlrt_recipe.config import DISTILL_LOSS_MODE, TEACHER_ESTIMATORS
+
 
 def register_once(
     registry: MutableMapping[str, Any], register: Callable[[str], Callable], name: str
@@ -31,8 +33,8 @@ def _qualified_name(fn: Callable) -> str:
 
 
 #: What a verl process must hold after ``import verl`` for the rlrt_sync trainer's workers to run.
-EXPECTED_ESTIMATORS = ("rlrt", "rlsd", "opsd", "grpo_opsd")
-EXPECTED_POLICY_LOSSES = ("rlrt",)
+EXPECTED_ESTIMATORS = TEACHER_ESTIMATORS
+EXPECTED_POLICY_LOSSES = (DISTILL_LOSS_MODE,)
 
 
 def missing_registrations() -> list[str]:

@@ -3,7 +3,7 @@
 Select it with ``trainer.v1.trainer_mode=rlrt_sync``. Per step (docs/methods.md):
   rollout → reward → balance → old log-probs s (``timing_s/old_log_prob_student``)
   → teacher log-probs τ on the same actor shards (``timing_s/teacher``; both inside verl's
-    ``timing_s/old_log_prob``) → our estimator with the teacher fields → actor update with the ``rlrt`` loss.
+    ``timing_s/old_log_prob``) → our estimator with the teacher fields → actor update with the ``self_distill`` loss.
 With ``algorithm.adv_estimator=grpo`` and no distillation loss the teacher step is skipped (said once).
 
 Import order: importing this module imports ``verl.trainer.ppo.v1``, which with ``VERL_PLATFORM=cpu`` needs the
@@ -13,7 +13,6 @@ CPU platform registered first; ``rlrt_recipe.plugin`` imports the CPU backend be
 from __future__ import annotations
 
 import logging
-from functools import partial
 
 import numpy as np
 import ray
@@ -33,8 +32,9 @@ from verl.workers.config import HFModelConfig
 from verl.workers.utils.padding import response_to_nested
 
 from rlrt_recipe import signals
-from rlrt_recipe.config import TEACHER_ESTIMATORS, WEIGHTED_ESTIMATORS, load_rlrt_config
-from rlrt_recipe.integration.loss import rlrt_ppo_loss
+from rlrt_recipe.config import DISTILL_LOSS_MODE, TEACHER_ESTIMATORS, WEIGHTED_ESTIMATORS, load_rlrt_config
+from rlrt_recipe.integration.loss import installed_loss_fn
+from rlrt_recipe.integration.preflight import SINGLE_TURN_AGENT, preflight_train_dataset
 from rlrt_recipe.integration.registry import missing_registrations
 from rlrt_recipe.integration.estimators import grpo_advantages
 from rlrt_recipe.integration.teacher import INPUT_FIELDS, OUTPUT_FIELDS, TeacherBatchLayout, TeacherStep
@@ -46,22 +46,40 @@ TRAINER_MODE = "rlrt_sync"
 
 def check_config(config) -> None:
     """Refuse, naming the key and the fix, every setting the teacher step cannot serve correctly."""
-    algorithm, actor = config.algorithm, config.actor_rollout_ref.actor
+    algorithm, actor_rollout_ref = config.algorithm, config.actor_rollout_ref
     rlrt_cfg = load_rlrt_config(config)
     estimator = str(algorithm.adv_estimator)
-    loss_mode = actor.policy_loss.get("loss_mode", "vanilla")
-    if rlrt_cfg.distill_loss_coef > 0 and loss_mode != "rlrt":
+    loss_mode = actor_rollout_ref.actor.policy_loss.get("loss_mode", "vanilla")
+    if rlrt_cfg.distill_loss_coef > 0 and loss_mode != DISTILL_LOSS_MODE:
         raise ValueError(
             f"rlrt.distill_loss_coef={rlrt_cfg.distill_loss_coef} needs "
-            f"actor_rollout_ref.actor.policy_loss.loss_mode=rlrt, got {loss_mode!r}"
+            f"actor_rollout_ref.actor.policy_loss.loss_mode={DISTILL_LOSS_MODE}, got {loss_mode!r}"
+        )
+    if config.get("distillation", {}).get("enabled", False):
+        raise ValueError(
+            "distillation.enabled=true installs verl's distillation loss, which the rlrt_sync trainer would replace "
+            "with its own (set_loss_fn), silently dropping verl's term; set distillation.enabled=false (for "
+            f"self-distillation use rlrt.distill_loss_coef with loss_mode={DISTILL_LOSS_MODE}) or another trainer mode"
         )
     if not rlrt_cfg.needs_teacher(estimator):
         return
-    lora = config.actor_rollout_ref.model.get("lora", {}).get("rank", 0) or config.actor_rollout_ref.model.get("lora_rank", 0)
-    if rlrt_cfg.teacher == "frozen" and not lora:
+    rollout = actor_rollout_ref.rollout
+    if rollout.get("multi_turn", {}).get("enable", False):
+        raise ValueError(
+            "actor_rollout_ref.rollout.multi_turn.enable=true: the teacher step re-renders single-turn prompts only "
+            "(the stored prompt of a multi-turn or tool rollout is not its raw_prompt); set it to false"
+        )
+    agent_loop = rollout.get("agent", {}).get("default_agent_loop", SINGLE_TURN_AGENT)
+    if agent_loop != SINGLE_TURN_AGENT:
+        raise ValueError(
+            f"actor_rollout_ref.rollout.agent.default_agent_loop={agent_loop!r}: the teacher step serves only "
+            f"{SINGLE_TURN_AGENT!r}, whose stored prompt is the re-rendered raw_prompt; set it to {SINGLE_TURN_AGENT}"
+        )
+    if rlrt_cfg.teacher == "frozen" and not _lora_rank(actor_rollout_ref.model):
         raise ValueError(
             "rlrt.teacher=frozen (θ₀) is free only under LoRA (scored with the adapter disabled); without LoRA it "
-            "would need a second copy of the weights. Use rlrt.teacher=live or set actor_rollout_ref.model.lora.rank"
+            "would need a second copy of the weights. Use rlrt.teacher=live or set "
+            f"{_lora_key(actor_rollout_ref.actor.get('strategy', 'fsdp'))} > 0"
         )
     correction = algorithm.get("rollout_correction", None)
     if correction is not None and correction.get("bypass_mode", False):
@@ -74,6 +92,21 @@ def check_config(config) -> None:
             "algorithm.filter_groups.enable=True (dynamic sampling) is not supported with the teacher step yet; "
             "set it to False"
         )
+    if estimator == "rlrt" and int(rollout.get("n", 1)) < 2:
+        logger.warning(
+            "algorithm.adv_estimator=rlrt with actor_rollout_ref.rollout.n=%s: no rollout has a sibling, so every "
+            "correct rollout gets the rlrt.sibling_fallback context (%s); RLRT needs n >= 2",
+            rollout.get("n", 1), rlrt_cfg.sibling_fallback,
+        )
+
+
+def _lora_rank(model_cfg) -> int:
+    """The LoRA rank of ``actor_rollout_ref.model``: FSDP reads ``lora_rank``, Megatron ``lora.rank``."""
+    return int(model_cfg.get("lora_rank", 0) or (model_cfg.get("lora", None) or {}).get("rank", 0) or 0)
+
+
+def _lora_key(strategy: str) -> str:
+    return "actor_rollout_ref.model.lora.rank" if strategy == "megatron" else "actor_rollout_ref.model.lora_rank"
 
 
 @register_trainer(TRAINER_MODE)
@@ -86,6 +119,22 @@ class RlrtSyncTrainer(PPOTrainerSync):
         self.adv_estimator = str(config.algorithm.adv_estimator)
         self.teacher_enabled = self.rlrt_cfg.needs_teacher(self.adv_estimator)
         super().__init__(config)
+
+    @property
+    def train_dataset(self):
+        return self._train_dataset
+
+    @train_dataset.setter
+    def train_dataset(self, dataset):
+        # verl's _init_dataloader creates the dataset and, in the same method, the sampler and dataloader on it
+        # (trainer_base.py:710-749); this assignment is the one point in between where rows can still be dropped.
+        self.preflight_dropped_rows = 0
+        if self.teacher_enabled:
+            self.preflight_dropped_rows = preflight_train_dataset(
+                dataset, config=self.config, rlrt_cfg=self.rlrt_cfg, tokenizer=self.tokenizer,
+                hf_model_type=getattr(self.hf_config, "model_type", None),
+            )
+        self._train_dataset = dataset
 
     def _build_replay_buffer(self):
         # verl compares trainer_mode with the literal "sync" (trainer_base.py:153, 731, 902, 912, 1004, 1499):
@@ -103,7 +152,10 @@ class RlrtSyncTrainer(PPOTrainerSync):
 
     def on_init_end(self):
         super().on_init_end()
-        _check_registrations_on_every_node()
+        _check_registrations_on_trainer_nodes(self.resource_pool_manager)
+        actor_cfg = omega_conf_to_dataclass(self.config.actor_rollout_ref.actor)
+        if actor_cfg.policy_loss.loss_mode == DISTILL_LOSS_MODE:  # with β_loss = 0 too: the registered loss needs our wrapper
+            self.actor_rollout_wg.set_loss_fn(installed_loss_fn(actor_cfg, self.rlrt_cfg))
         if not self.teacher_enabled:
             logger.warning(
                 "rlrt_sync: algorithm.adv_estimator=%s with no distillation loss needs no teacher; "
@@ -111,11 +163,6 @@ class RlrtSyncTrainer(PPOTrainerSync):
             )
             return
         self.teacher_step = self._build_teacher_step()
-        actor_cfg = omega_conf_to_dataclass(self.config.actor_rollout_ref.actor)
-        self.actor_rollout_wg.set_loss_fn(
-            partial(rlrt_ppo_loss, config=actor_cfg, distill_loss_coef=self.rlrt_cfg.distill_loss_coef,
-                    distill_kl_type=self.rlrt_cfg.distill_kl_type)
-        )
 
     def _build_teacher_step(self) -> TeacherStep:
         data, rollout, actor = self.config.data, self.config.actor_rollout_ref.rollout, self.config.actor_rollout_ref.actor
@@ -171,8 +218,10 @@ class RlrtSyncTrainer(PPOTrainerSync):
         # Mirrors PPOTrainer._compute_advantage (verl 0.9.1 trainer_base.py:1743-1802) with the estimator
         # call replaced: verl's compute_advantage passes only rewards, mask, index and config.
         algorithm = self.config.algorithm
+        # verl's list without "values" (only GAE reads it); TransferQueue leaves out the fields a run does not
+        # store: ref_log_prob (read by apply_kl_penalty), rollout_log_probs (by the rollout correction).
         fields = ["uid", "response_mask", "rm_scores", "rollout_log_probs", "old_log_probs", "ref_log_prob",
-                  "values", *OUTPUT_FIELDS]
+                  *OUTPUT_FIELDS]
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
         _require_fields(data, ("response_mask", "rm_scores", "old_log_probs", *OUTPUT_FIELDS), "the advantage")
         response_mask = data["response_mask"]
@@ -184,10 +233,13 @@ class RlrtSyncTrainer(PPOTrainerSync):
             metrics.update(kl_metrics)
         else:
             data.batch["token_level_rewards"] = data.batch["token_level_scores"]
-        correction = algorithm.get("rollout_correction", None)
-        rollout_correction = correction is not None and "rollout_log_probs" in data.batch
+        rollout_corr_config = algorithm.get("rollout_correction", None)
+        bypass_recomputing_logprobs = rollout_corr_config and rollout_corr_config.get("bypass_mode", False)
+        rollout_correction = (
+            rollout_corr_config is not None and "rollout_log_probs" in data.batch and not bypass_recomputing_logprobs
+        )
         if rollout_correction:
-            data, is_metrics = compute_rollout_correction_and_add_to_batch(data, correction)
+            data, is_metrics = compute_rollout_correction_and_add_to_batch(data, rollout_corr_config)
             metrics.update(is_metrics)
 
         padded = data.batch
@@ -209,6 +261,10 @@ class RlrtSyncTrainer(PPOTrainerSync):
         nested = TensorDict({k: response_to_nested(v, response_mask) for k, v in output.items()}, batch_size=len(batch))
         return tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=nested)
 
+    def _compute_metrics(self, batch: KVBatchMeta, metrics, timing_raw, global_steps, epoch):
+        super()._compute_metrics(batch, metrics, timing_raw, global_steps=global_steps, epoch=epoch)
+        metrics.update(reward_timeout_metrics(batch))
+
     def _advantage_metrics(self, padded: TensorDict, index: np.ndarray) -> dict[str, float]:
         """Δ (and w) statistics over response tokens of rows with a teacher and A ≠ 0; λ of the step."""
         cfg = self.rlrt_cfg
@@ -225,6 +281,22 @@ class RlrtSyncTrainer(PPOTrainerSync):
         return metrics
 
 
+def reward_timeout_metrics(batch: KVBatchMeta) -> dict[str, float]:
+    """``rlrt/reward_timeout_frac``: the share of the step's real rows whose reward reported ``timeout`` = 1
+    (``rlrt_recipe.reward`` gave no verdict in time and scored 0). verl 0.9.1 keeps reward extra info in each row's
+    ``extra_fields["reward_extra_info"]`` and reports it for validation only; nothing when no row has the key."""
+    data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
+    if "extra_fields" not in data.keys():
+        return {}
+    flags = []
+    for tag, row in zip(batch.tags, data["extra_fields"], strict=True):
+        extra = getattr(row, "data", row)  # a NonTensorData per row, as verl's replay buffer unwraps it
+        info = extra.get("reward_extra_info", {}) if isinstance(extra, dict) else {}
+        if not tag.get("is_padding", False) and "timeout" in info:  # padding rows copy a real row's info
+            flags.append(float(info["timeout"]))
+    return {"rlrt/reward_timeout_frac": sum(flags) / len(flags)} if flags else {}
+
+
 def _require_fields(data: TensorDict, fields, what: str) -> None:
     # TransferQueue silently leaves out a field that is missing for some keys (DESIGN.md, probe pitfalls).
     missing = [f for f in fields if f not in data.keys()]
@@ -232,19 +304,38 @@ def _require_fields(data: TensorDict, fields, what: str) -> None:
         raise RuntimeError(f"{what} needs {missing} for every row of the batch, but TransferQueue returned none")
 
 
-def _check_registrations_on_every_node() -> None:
-    """Fail at init, naming the node, if a Ray process there does not see our estimators and loss after
-    ``import verl`` (the plug-in is not installed there, or failed to load)."""
+#: Seconds the registration probe waits for every trainer node (a node that cannot start a task fails init).
+REGISTRATION_PROBE_TIMEOUT_S = 300.0
+
+
+def trainer_node_ids(resource_pool_manager) -> list[str]:
+    """Ray node ids that hold a bundle of the trainer's resource pools (the nodes verl's workers run on)."""
+    nodes = set()
+    for pool in resource_pool_manager.resource_pool_dict.values():
+        for pg in pool.get_placement_groups():
+            nodes.update(ray.util.placement_group_table(pg)["bundles_to_node_id"].values())
+    return sorted(nodes)
+
+
+def _check_registrations_on_trainer_nodes(resource_pool_manager, timeout_s: float = REGISTRATION_PROBE_TIMEOUT_S) -> None:
+    """Fail at init, naming the node, if a Ray process on one of the trainer's nodes does not see our estimators
+    and loss after ``import verl`` (the plug-in is not installed there, or failed to load), or does not answer
+    within ``timeout_s``. Nodes outside the trainer's resource pools are not probed (shared clusters)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from rlrt_recipe.plugin import require_registrations
 
     require_registrations()
     probe = ray.remote(num_cpus=0)(missing_registrations)
-    nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
     futures = {node: probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote()
-               for node in nodes}
+               for node in trainer_node_ids(resource_pool_manager)}
+    ready, _ = ray.wait(list(futures.values()), num_returns=len(futures), timeout=timeout_s)
     for node, future in futures.items():
+        if future not in ready:
+            raise RuntimeError(
+                f"the plug-in registration probe on Ray node {node} did not answer within {timeout_s:.0f} s; "
+                "check that the node can start a Ray task (resources, runtime env) and that rlrt-recipe is installed"
+            )
         missing = ray.get(future)
         if missing:
             raise RuntimeError(

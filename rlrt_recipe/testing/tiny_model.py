@@ -20,7 +20,7 @@ from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config,
 from rlrt_recipe.testing.data import math_rows
 
 END_OF_TEXT, IM_START, IM_END, THINK_START, THINK_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"
-SPECIAL_TOKENS = [END_OF_TEXT, IM_START, IM_END]
+SPECIAL_TOKENS = [END_OF_TEXT, IM_START, IM_END, THINK_START, THINK_END]
 # Qwen3 registers its thinking tags as added tokens with "special": false, so decoding with
 # skip_special_tokens=True keeps them (the sibling text then carries <think>…</think>, as on Qwen3).
 PLAIN_ADDED_TOKENS = [THINK_START, THINK_END]
@@ -78,9 +78,8 @@ class TinyModelSpec:
                 f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads}) and "
                 f"num_heads by num_kv_heads ({self.num_kv_heads})"
             )
-        added = len(SPECIAL_TOKENS) + len(PLAIN_ADDED_TOKENS)
-        if self.vocab_size < 256 + added:
-            raise ValueError(f"vocab_size must be at least {256 + added} (bytes + added tokens)")
+        if self.vocab_size < 256 + len(SPECIAL_TOKENS):
+            raise ValueError(f"vocab_size must be at least {256 + len(SPECIAL_TOKENS)} (bytes + added tokens)")
 
 
 def _training_corpus(seed: int) -> list[str]:
@@ -99,12 +98,13 @@ def build_tokenizer(spec: TinyModelSpec) -> PreTrainedTokenizerFast:
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=spec.vocab_size - len(PLAIN_ADDED_TOKENS),
+        vocab_size=spec.vocab_size,
         special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     bpe.train_from_iterator(_training_corpus(spec.seed), trainer)
+    # Re-adding the trained thinking tags keeps their ids and clears their "special" flag.
     bpe.add_tokens([AddedToken(token, special=False, normalized=False) for token in PLAIN_ADDED_TOKENS])
     return PreTrainedTokenizerFast(
         tokenizer_object=bpe,

@@ -1,0 +1,247 @@
+"""Pre-flight: before step 1, every training row the teacher step could not serve, reported at once.
+
+The teacher step raises at step N, hours into a run, for the first row of a batch whose student prompt verl
+left-truncated (over ``actor_rollout_ref.rollout.prompt_length``, where the agent loop cuts), whose
+answer/solution teacher prompt is over ``rlrt.max_privileged_prompt_length``, or that lacks the ground truth
+(or solution) its context needs. The pre-flight renders every row's student prompt and its reference teacher
+prompt the way the teacher step does (verl's continuous-token builder, the same chat-template kwargs,
+``privileged.reference_text`` and the config's templates) and either raises one error listing every such row,
+or, with ``rlrt.preflight_skip=true``, drops them from the training set before verl builds the sampler.
+
+The ``rollout`` context's sibling text is a response of the step and cannot be checked here; its
+``rlrt.sibling_fallback`` context is (with ``sibling_fallback=none`` only the student prompt is).
+
+``find_unservable_rows`` and ``format_problems`` are pure; ``PromptLengths`` wraps verl's builder; the
+trainer calls ``preflight_train_dataset`` once, on verl's ``RLHFDataset``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import TemplateError
+from omegaconf import OmegaConf
+from verl.utils.tokenizer.continuous_token import ContinuousTokenBuilder
+from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
+
+from rlrt_recipe import privileged
+from rlrt_recipe.config import RlrtConfig
+
+logger = logging.getLogger("rlrt_recipe")
+
+#: The one agent loop whose stored prompt the teacher step can re-render (verl's default).
+SINGLE_TURN_AGENT = "single_turn_agent"
+
+Messages = privileged.Messages
+#: Prompt lengths in tokens of a batch of chat message lists, as the agent loop renders them.
+PromptLengthsFn = Callable[[Sequence[Messages]], list[int]]
+
+#: Why a row cannot be served, in the order the report lists them.
+PROBLEM_KINDS = ("student_truncated", "teacher_over_budget", "missing_reference")
+PROMPT_LENGTH_KEY = "actor_rollout_ref.rollout.prompt_length"
+BUDGET_KEY = "rlrt.max_privileged_prompt_length"
+#: Rows listed in the error; the counts above the list are always complete.
+LISTED_ROWS = 20
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason one training row cannot be served.
+
+    ``index`` is the row's position in verl's training set (``data.train_files`` concatenated, after verl's
+    own ``data.filter_overlong_prompts`` and ``data.train_max_samples``); ``length`` and ``limit`` are token
+    counts for the two length kinds; ``detail`` says what is wrong in words.
+    """
+
+    file: str
+    index: int
+    data_source: str
+    kind: str
+    detail: str
+    length: int | None = None
+    limit: int | None = None
+
+
+def reference_kind(context: str, sibling_fallback: str) -> str | None:
+    """The answer/solution context the teacher step may build for a row: the context itself, the rollout
+    context's ``sibling_fallback``, or None (``sibling_fallback=none``: only the student prompt is checked)."""
+    if context == "rollout":
+        return None if sibling_fallback == "none" else sibling_fallback
+    return context
+
+
+def find_unservable_rows(
+    rows: Sequence[privileged.RowInfo],
+    prompt_lengths: PromptLengthsFn,
+    *,
+    file: str,
+    context: str,
+    sibling_fallback: str,
+    templates: Mapping[str, str],
+    prompt_length: int,
+    budget: int,
+) -> list[Problem]:
+    """Every problem of every row, sorted by row: a student prompt over ``prompt_length`` tokens, a reference
+    teacher prompt over ``budget`` tokens, a missing (null, NaN, blank) or unusable reference text.
+
+    ``prompt_lengths`` is called twice (student prompts, then teacher prompts), each time on the whole batch.
+    """
+    problems = [
+        Problem(file, row.index, row.data_source, "student_truncated", f"student prompt is {n} tokens > {prompt_length}",
+                n, prompt_length)
+        for row, n in zip(rows, prompt_lengths([list(row.messages) for row in rows])) if n > prompt_length
+    ]
+    kind = reference_kind(context, sibling_fallback)
+    if kind is not None:
+        teacher_rows, teacher_messages = [], []
+        for row in rows:
+            try:
+                used, text = privileged.reference_text(row, kind)
+            except privileged.MissingReference as err:
+                problems.append(Problem(file, row.index, row.data_source, "missing_reference", err.reason))
+                continue
+            teacher_rows.append((row, used))
+            teacher_messages.append(privileged.teacher_messages(row, used, text, templates))
+        for (row, used), n in zip(teacher_rows, prompt_lengths(teacher_messages)):
+            if n > budget:
+                problems.append(Problem(file, row.index, row.data_source, "teacher_over_budget",
+                                        f"{used} teacher prompt is {n} tokens > {budget}", n, budget))
+    return sorted(problems, key=lambda p: (p.file, p.index, PROBLEM_KINDS.index(p.kind)))
+
+
+def format_problems(problems: Sequence[Problem], *, n_rows: int, context: str, sibling_fallback: str,
+                    prompt_length: int, budget: int, dropped: bool = False, listed: int = LISTED_ROWS) -> str:
+    """The report: complete counts per kind, the first ``listed`` problems (file, row, lengths), "and N more",
+    and what to do. ``dropped`` words it for ``rlrt.preflight_skip=true`` (the rows were removed)."""
+    kind = reference_kind(context, sibling_fallback)
+    n_bad = len({(p.file, p.index) for p in problems})
+    counts = Counter(p.kind for p in problems)
+    where = f"rlrt.context={context}" + (f", rlrt.sibling_fallback={sibling_fallback}" if context == "rollout" else "")
+    verb = "dropped by rlrt.preflight_skip=true" if dropped else "cannot be served by the teacher step"
+    lines = [f"rlrt pre-flight: {n_bad} of {n_rows} training rows {verb} ({where}):"]
+    labels = {
+        "student_truncated": f"student prompts over {PROMPT_LENGTH_KEY}={prompt_length} (verl would left-truncate them)",
+        "teacher_over_budget": f"teacher prompts of the {kind} context over {BUDGET_KEY}={budget} (never truncated)",
+        "missing_reference": f"rows without the reference text the {kind} context needs",
+    }
+    lines += [f"  {counts[k]} {labels[k]}" for k in PROBLEM_KINDS if counts[k]]
+    lines.append("rows (position in verl's training set, after data.filter_overlong_prompts):")
+    lines += [f"  {p.file} row {p.index} (data_source={p.data_source!r}): {p.detail}" for p in problems[:listed]]
+    if len(problems) > listed:
+        lines.append(f"  and {len(problems) - listed} more")
+    if not dropped:
+        lines.append("Fix or filter these rows in the data, raise data.max_prompt_length or "
+                     f"{BUDGET_KEY}, or set rlrt.preflight_skip=true to drop them before step 1.")
+    return "\n".join(lines)
+
+
+class PromptLengths:
+    """Prompt lengths in tokens, as the agent loop and the teacher step render prompts: verl's continuous-token
+    builder (``build_initial_tokens``, generation prefix included) for ``hf_model_type`` and the chat-template
+    kwargs. Builders whose initial tokens are the plain chat template (the default, Qwen, GLM, MiniMax, Gemma
+    and GPT-OSS families) are measured in chunks through the same ``apply_chat_template`` call with a batch of
+    conversations: token for token the same, and one parallel fast-tokenizer call per chunk. Other builders
+    (DeepSeek V4, multimodal) are called row by row."""
+
+    def __init__(self, tokenizer: Any, *, hf_model_type: str | None, chat_template_kwargs: Mapping[str, Any],
+                 chunk_size: int = 512):
+        self.builder = create_continuous_token_builder(
+            tokenizer, hf_model_type=hf_model_type, chat_template_kwargs=dict(chat_template_kwargs)
+        )
+        builder_cls = type(self.builder)
+        self.batched = (builder_cls.build_initial_tokens is ContinuousTokenBuilder.build_initial_tokens
+                        and builder_cls._render_tokens is ContinuousTokenBuilder._render_tokens)
+        self.chunk_size = chunk_size
+
+    def __call__(self, conversations: Sequence[Messages]) -> list[int]:
+        if not self.batched:
+            return [len(self.builder.build_initial_tokens(list(m))) for m in conversations]
+        lengths: list[int] = []
+        for start in range(0, len(conversations), self.chunk_size):
+            chunk = [list(m) for m in conversations[start:start + self.chunk_size]]
+            try:
+                ids = self.builder.tokenizer.apply_chat_template(
+                    chunk, tokenize=True, add_generation_prompt=True, tools=None, return_dict=False,
+                    **self.builder.chat_template_kwargs,
+                )
+            except TemplateError:
+                # A template that needs a user message (Qwen3.5) rejects a row without one; the builder
+                # renders such rows with a dummy prefix (verl's apply_chat_template), so ask it row by row.
+                ids = [self.builder.build_initial_tokens(m) for m in chunk]
+            lengths.extend(len(x) for x in ids)
+        return lengths
+
+
+def dataset_rows(dataframe: Any, prompt_key: str) -> list[privileged.RowInfo]:
+    """One ``RowInfo`` per row of verl's ``RLHFDataset.dataframe`` (a ``datasets.Dataset``): ``raw_prompt`` is
+    the ``prompt_key`` column, as ``RLHFDataset`` hands text-only rows to the agent loop."""
+    n = len(dataframe)
+    names = [name for name in (prompt_key, "reward_model", "extra_info", "data_source") if name in dataframe.column_names]
+    if prompt_key not in names:
+        raise ValueError(f"the training set has no {prompt_key!r} column (data.prompt_key); columns: "
+                         f"{dataframe.column_names}")
+    columns = dataframe.select_columns(names)[:]
+    reward_model, extra_info = columns.get("reward_model", [None] * n), columns.get("extra_info", [None] * n)
+    data_source = columns.get("data_source", [""] * n)
+    return [
+        privileged.RowInfo.from_fields(i, raw_prompt=columns[prompt_key][i], reward_model=reward_model[i],
+                                       extra_info=extra_info[i], data_source=data_source[i], uid="")
+        for i in range(n)
+    ]
+
+
+def check_agent_names(dataframe: Any, files: Sequence[str]) -> None:
+    """An ``agent_name`` column naming a loop other than verl's single-turn one is refused, naming the row: the
+    teacher step re-renders only single-turn prompts (the trainer refuses the config keys the same way)."""
+    if "agent_name" not in dataframe.column_names:
+        return
+    for index, name in enumerate(dataframe["agent_name"]):
+        if name not in (None, SINGLE_TURN_AGENT):
+            raise ValueError(
+                f"{' + '.join(files)}, row {index}: agent_name={name!r}; the teacher step serves only "
+                f"{SINGLE_TURN_AGENT!r} rollouts (it re-renders the row's raw_prompt): drop the agent_name column "
+                "or set it to single_turn_agent"
+            )
+
+
+def preflight_train_dataset(dataset: Any, *, config: Any, rlrt_cfg: RlrtConfig, tokenizer: Any,
+                            hf_model_type: str | None) -> int:
+    """Check every row of verl's training ``RLHFDataset`` (``config`` is the full verl config); raise one
+    ``ValueError`` listing the unservable rows, or with ``rlrt.preflight_skip`` drop them from
+    ``dataset.dataframe`` (replaced, as verl's ``filter_overlong_prompts`` does) and return how many."""
+    if not hasattr(dataset, "dataframe"):
+        logger.warning("rlrt pre-flight skipped: the training set (%s) has no dataframe to read rows from; an "
+                       "unservable row will stop the teacher step when it is drawn", type(dataset).__name__)
+        return 0
+    start = time.perf_counter()
+    data = config.data
+    files = [data.train_files] if isinstance(data.train_files, str) else list(data.train_files)
+    chat_kwargs = data.get("apply_chat_template_kwargs", None)
+    chat_kwargs = OmegaConf.to_container(chat_kwargs, resolve=True) if chat_kwargs is not None else {}
+    settings = dict(context=rlrt_cfg.context, sibling_fallback=rlrt_cfg.sibling_fallback,
+                    prompt_length=int(config.actor_rollout_ref.rollout.prompt_length),
+                    budget=rlrt_cfg.max_privileged_prompt_length)
+    check_agent_names(dataset.dataframe, files)
+    rows = dataset_rows(dataset.dataframe, dataset.prompt_key)
+    lengths = PromptLengths(tokenizer, hf_model_type=hf_model_type, chat_template_kwargs=chat_kwargs)
+    problems = find_unservable_rows(rows, lengths, file=" + ".join(files), templates=rlrt_cfg.privileged_templates,
+                                    **settings)
+    seconds = time.perf_counter() - start
+    if not problems:
+        logger.info("rlrt pre-flight: all %d training rows servable (%.1f s)", len(rows), seconds)
+        return 0
+    bad = {p.index for p in problems}
+    skip = rlrt_cfg.preflight_skip and len(bad) < len(rows)
+    report = format_problems(problems, n_rows=len(rows), dropped=skip, **settings)
+    if not skip:
+        raise ValueError(report + ("\nrlrt.preflight_skip=true would drop every row." if rlrt_cfg.preflight_skip else ""))
+    dataset.dataframe = dataset.dataframe.select([i for i in range(len(rows)) if i not in bad])
+    print(f"rlrt pre-flight: dropped {len(bad)} of {len(rows)} training rows, {len(rows) - len(bad)} left "
+          f"({seconds:.1f} s)")
+    logger.warning(report)
+    return len(bad)

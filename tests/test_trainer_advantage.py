@@ -1,0 +1,263 @@
+"""RlrtSyncTrainer._compute_advantage: the advantages it stores for the update are the formula's, and the verl
+method it mirrors is pinned.
+
+TransferQueue is replaced by an in-memory store (a test double of the storage: the two calls trainer.py makes);
+verl's config, estimator registry, KL penalty and rollout correction run for real. The trainer object is built
+without verl's ``__init__`` (which starts Ray workers), with only the attributes ``_compute_advantage`` reads.
+"""
+
+import hashlib
+import inspect
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import verl
+from omegaconf import OmegaConf
+from tensordict import NonTensorStack
+from torch.testing import assert_close
+from transfer_queue import KVBatchMeta
+from verl.trainer.ppo import core_algos
+from verl.trainer.ppo.v1.trainer_base import PPOTrainer
+from verl.utils.tensordict_utils import list_of_dict_to_tensordict
+
+from rlrt_recipe import signals
+from rlrt_recipe.config import load_rlrt_config
+from rlrt_recipe.integration import trainer as trainer_module
+from rlrt_recipe.integration.estimators import grpo_advantages
+from rlrt_recipe.integration.trainer import RlrtSyncTrainer
+
+VERL_CONFIG = Path(verl.__file__).parent / "trainer" / "config" / "_generated_ppo_trainer.yaml"
+# sha256 of inspect.getsource(PPOTrainer._compute_advantage), verl 0.9.1 (trainer_base.py:1743-1802).
+VERL_COMPUTE_ADVANTAGE_SHA256 = "2a4a2aa4a475b228d401959818e0b9019276ce27961c133961de217baa387da7"
+
+# Two prompts × three rollouts, every length different. Row 0 is correct without a teacher and row 1 is
+# incorrect with one, so swapping correct and has_teacher changes which rows rlsd (gate "all") reweights.
+UIDS = ["p0", "p0", "p0", "p1", "p1", "p1"]
+LENGTHS = [3, 1, 4, 2, 5, 6]
+CORRECT = [True, False, True, False, True, False]
+HAS_TEACHER = [False, True, True, True, True, False]
+# linear_decay λ₀ = 0.5 with K = 2: λ = 0.25 at the step under test (2), 0.5 at the stale step (1).
+STEP, LAMBDA_AT_STEP, LAMBDA_AT_STALE_STEP = 2, 0.25, 0.5
+RLRT_SECTIONS = {
+    "rlsd": {"lambda_decay_steps": 2},
+    "rlrt": {"lambda_schedule": "linear_decay", "lambda_decay_steps": 2},
+    "opsd": {},
+    "grpo_opsd": {},
+}
+
+
+class InMemoryTransferQueue:
+    """``kv_batch_get``/``kv_batch_put`` over a dict of rows. Like TransferQueue, a get leaves out a selected field
+    that some key does not hold (verl asks for ``values``, ``ref_log_prob``, ``rollout_log_probs`` either way), and
+    rows come back as verl's V1 stores them: jagged nested tensors, dense scalars, a NonTensorStack of strings."""
+
+    def __init__(self):
+        self.rows: dict[tuple[str, str], dict] = {}
+        self.tags: dict[tuple[str, str], dict] = {}
+        self.put_fields: list[list[str]] = []
+
+    def kv_batch_put(self, keys, partition_id, fields=None, tags=None):
+        for i, key in enumerate(keys):
+            self.rows.setdefault((partition_id, key), {})
+            self.tags.setdefault((partition_id, key), {}).update(tags[i] if tags else {})
+        if fields is not None:
+            assert fields.batch_size == torch.Size([len(keys)]), "kv_batch_put: fields must have one row per key"
+            self.put_fields.append(sorted(fields.keys()))
+            for name in fields.keys():
+                for key, value in zip(keys, _rows_of(fields.get(name)), strict=True):
+                    self.rows[(partition_id, key)][name] = value
+        stored = set.intersection(*(set(self.rows[(partition_id, key)]) for key in keys))
+        return KVBatchMeta(keys=list(keys), tags=[dict(self.tags[(partition_id, key)]) for key in keys],
+                           partition_id=partition_id, fields=sorted(stored))
+
+    def kv_batch_get(self, keys, partition_id, select_fields=None):
+        rows = [self.rows[(partition_id, key)] for key in keys]
+        present = [name for name in select_fields if all(name in row for row in rows)]
+        return list_of_dict_to_tensordict([{name: row[name] for name in present} for row in rows])
+
+
+def _rows_of(value):
+    if isinstance(value, NonTensorStack):
+        return value.tolist()
+    return list(value.unbind(0))  # a jagged nested tensor unbinds into its rows of different lengths
+
+
+def _stored_batch(seed=0, **extra_fields):
+    """Per-row fields as the V1 agent loop, the old-log-prob step and the teacher step store them: rm_scores has the
+    reward on the last token, teacher_log_probs = old_log_probs on rows without a teacher (Δ = 0 there)."""
+    gen = torch.Generator().manual_seed(seed)
+    rows = []
+    for i, n in enumerate(LENGTHS):
+        old = -torch.rand(n, generator=gen) * 3  # [n_i]
+        teacher = -torch.rand(n, generator=gen) * 3 if HAS_TEACHER[i] else old.clone()  # [n_i]
+        scores = torch.zeros(n)  # [n_i]
+        scores[-1] = float(CORRECT[i])
+        row = dict(uid=UIDS[i], response_mask=torch.ones(n, dtype=torch.int64), rm_scores=scores,
+                   old_log_probs=old, teacher_log_probs=teacher, correct=torch.tensor(CORRECT[i]),
+                   has_teacher=torch.tensor(HAS_TEACHER[i]))
+        for name, make in extra_fields.items():
+            row[name] = make(old, gen)
+        rows.append(row)
+    return rows
+
+
+def _padded(rows, name) -> torch.Tensor:
+    return torch.nested.as_nested_tensor([row[name] for row in rows], layout=torch.jagged).to_padded_tensor(0.0)
+
+
+def _config(adv_estimator, rlrt=None, **algorithm):
+    cfg = OmegaConf.load(VERL_CONFIG)
+    cfg.algorithm.adv_estimator = adv_estimator
+    cfg.algorithm.merge_with(algorithm)
+    cfg.rlrt = rlrt or {}
+    return cfg
+
+
+def _run(monkeypatch, cfg, rows, *, global_steps=STEP):
+    """Store ``rows``, run RlrtSyncTrainer._compute_advantage on them; (store, keys, returned meta, metrics)."""
+    store = InMemoryTransferQueue()
+    monkeypatch.setattr(trainer_module, "tq", store)
+    keys = [f"{uid}_{i}_0" for i, uid in enumerate(UIDS)]
+    batch = store.kv_batch_put(keys, "train", fields=list_of_dict_to_tensordict(rows),
+                               tags=[{"global_steps": global_steps} for _ in keys])
+    trainer = object.__new__(RlrtSyncTrainer)
+    trainer.config = cfg
+    trainer.rlrt_cfg = load_rlrt_config(cfg)
+    trainer.adv_estimator = str(cfg.algorithm.adv_estimator)
+    trainer.global_steps = global_steps
+    if cfg.algorithm.use_kl_in_reward:  # as PPOTrainer.__init__ builds it
+        trainer.kl_ctrl_in_reward = core_algos.get_kl_controller(cfg.algorithm.kl_ctrl)
+    metrics = {}
+    meta = trainer._compute_advantage(batch, metrics)
+    return store, keys, meta, metrics
+
+
+def _stored(store, keys, name) -> list[torch.Tensor]:
+    return [store.rows[("train", key)][name] for key in keys]
+
+
+def _expected(name, cfg, rows, rewards, *, lam=LAMBDA_AT_STEP, correct=CORRECT, has_teacher=HAS_TEACHER):
+    """Â from the formulas of signals.py on the padded stored fields, A from verl's GRPO."""
+    mask = _padded(rows, "response_mask")  # [B, T]
+    delta = signals.privileged_gain(_padded(rows, "teacher_log_probs"), _padded(rows, "old_log_probs"))  # [B, T]
+    grpo = grpo_advantages(rewards, mask, np.array(UIDS, dtype=object), cfg.algorithm)  # [B, T]
+    rlrt_cfg = load_rlrt_config(cfg)
+    if name == "opsd":
+        return signals.opsd_advantages(delta, mask)
+    if name == "grpo_opsd":
+        return signals.opsd_advantages(delta, mask, adv=grpo, beta=rlrt_cfg.distill_adv_coef)
+    return signals.reweighted_advantages(
+        delta, grpo, mask, correct=torch.tensor(correct), has_teacher=torch.tensor(has_teacher),
+        direction=rlrt_cfg.direction, gate=rlrt_cfg.gate, lam=lam, eps_w=rlrt_cfg.eps_w,
+    )  # [B, T]
+
+
+def _assert_rows(stored: list[torch.Tensor], expected: torch.Tensor) -> None:
+    assert [row.shape for row in stored] == [torch.Size([n]) for n in LENGTHS]
+    for i, (row, n) in enumerate(zip(stored, LENGTHS, strict=True)):
+        assert_close(row, expected[i, :n], msg=lambda m, i=i: f"row {i}: {m}")
+
+
+# --- the mirror of verl's method ---------------------------------------------------------------------------
+
+
+def test_verl_compute_advantage_is_the_version_mirrored():
+    """Fails when verl changes PPOTrainer._compute_advantage, which RlrtSyncTrainer._compute_advantage copies with
+    the estimator call replaced (the copy drifted once: it lost verl's bypass-mode clause)."""
+    source = inspect.getsource(PPOTrainer._compute_advantage)
+    verl_lines, verl_start = inspect.getsourcelines(PPOTrainer._compute_advantage)
+    our_lines, our_start = inspect.getsourcelines(RlrtSyncTrainer._compute_advantage)
+    assert hashlib.sha256(source.encode()).hexdigest() == VERL_COMPUTE_ADVANTAGE_SHA256, (
+        "verl's PPOTrainer._compute_advantage changed: re-sync RlrtSyncTrainer._compute_advantage in "
+        "rlrt_recipe/integration/trainer.py with it, then update this hash "
+        f"(ours: trainer.py:{our_start}-{our_start + len(our_lines) - 1}; "
+        f"verl's: {inspect.getsourcefile(PPOTrainer)}:{verl_start}-{verl_start + len(verl_lines) - 1})"
+    )
+
+
+# --- the advantages the update reads ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["rlsd", "rlrt", "opsd", "grpo_opsd"])
+def test_stored_advantages_are_the_formulas(monkeypatch, name):
+    """The advantages (and returns) written back for the update equal signals' formula on the stored fields,
+    nested with each row's response length. Guards the estimator call: correct and has_teacher swapped, or λ
+    taken at a stale step, changes rlsd's rows (checked below on the expected values themselves)."""
+    cfg = _config(name, RLRT_SECTIONS[name])
+    rows = _stored_batch()
+    store, keys, meta, metrics = _run(monkeypatch, cfg, rows)
+
+    expected = _expected(name, cfg, rows, _padded(rows, "rm_scores"))  # [B, T]
+    advantages = _stored(store, keys, "advantages")
+    _assert_rows(advantages, expected)
+    assert all(row.equal(ret) for row, ret in zip(advantages, _stored(store, keys, "returns"), strict=True))
+    assert store.put_fields[-1] == ["advantages", "returns"]
+    assert {"advantages", "returns"} <= set(meta.fields) and meta.keys == keys
+    if name in ("rlsd", "rlrt"):
+        assert load_rlrt_config(cfg).lambda_at(STEP) == LAMBDA_AT_STEP
+        assert load_rlrt_config(cfg).lambda_at(STEP - 1) == LAMBDA_AT_STALE_STEP
+        assert metrics["rlrt/lambda"] == LAMBDA_AT_STEP
+
+
+def test_the_batch_tells_a_swap_and_a_stale_step_apart():
+    """The test above can fail: on its batch, rlsd's Â with correct/has_teacher swapped, or with λ of step − 1,
+    differs from the right one on some row."""
+    cfg = _config("rlsd", RLRT_SECTIONS["rlsd"])
+    rows = _stored_batch()
+    rewards = _padded(rows, "rm_scores")  # [B, T]
+    right = _expected("rlsd", cfg, rows, rewards)  # [B, T]
+    swapped = _expected("rlsd", cfg, rows, rewards, correct=HAS_TEACHER, has_teacher=CORRECT)  # [B, T]
+    stale = _expected("rlsd", cfg, rows, rewards, lam=LAMBDA_AT_STALE_STEP)  # [B, T]
+    assert (right - swapped).abs().max() > 1e-3
+    assert (right - stale).abs().max() > 1e-3
+
+
+def test_kl_in_reward_reaches_the_estimator(monkeypatch):
+    """With algorithm.use_kl_in_reward the estimator sees r − β·(s − s_ref) on each token (verl's apply_kl_penalty,
+    which needs ref_log_prob from TransferQueue), and the penalised rewards are written back."""
+    beta = 0.5
+    cfg = _config("rlsd", RLRT_SECTIONS["rlsd"], use_kl_in_reward=True, kl_ctrl={"kl_coef": beta})
+    rows = _stored_batch(ref_log_prob=lambda old, gen: old - torch.rand(old.shape, generator=gen))
+    store, keys, _, metrics = _run(monkeypatch, cfg, rows)
+
+    old, ref = _padded(rows, "old_log_probs"), _padded(rows, "ref_log_prob")  # [B, T]
+    rewards = _padded(rows, "rm_scores") - beta * (old - ref) * _padded(rows, "response_mask")  # [B, T]
+    _assert_rows(_stored(store, keys, "token_level_rewards"), rewards)
+    _assert_rows(_stored(store, keys, "advantages"), _expected("rlsd", cfg, rows, rewards))
+    assert metrics["actor/reward_kl_penalty_coeff"] == beta
+
+
+@pytest.mark.parametrize("bypass_mode", [False, True])
+def test_rollout_correction_runs_unless_bypass_mode(monkeypatch, bypass_mode):
+    """As in verl: with rollout_log_probs stored, the rollout correction rewrites response_mask in decoupled mode
+    and is skipped in bypass mode (where old_log_probs are the rollout's and the actor computes it)."""
+    cfg = _config("rlsd", RLRT_SECTIONS["rlsd"], rollout_correction={"bypass_mode": bypass_mode})
+    rows = _stored_batch(rollout_log_probs=lambda old, gen: old - 0.1 * torch.rand(old.shape, generator=gen))
+    store, keys, _, metrics = _run(monkeypatch, cfg, rows)
+
+    corrected = "response_mask" in store.put_fields[-1]
+    assert corrected is not bypass_mode
+    assert any(key.startswith("rollout_corr/") for key in metrics) is not bypass_mode
+    _assert_rows(_stored(store, keys, "advantages"), _expected("rlsd", cfg, rows, _padded(rows, "rm_scores")))
+
+
+# --- the reward's timeout fraction ------------------------------------------------------------------------------
+
+
+def test_reward_timeout_fraction_counts_real_rows_only(monkeypatch):
+    """rlrt/reward_timeout_frac reads each row's extra_fields["reward_extra_info"]["timeout"] as the V1 agent loop
+    stores it; verl's padding rows (copies of a real row) are left out; no key in any row, no metric."""
+    store = InMemoryTransferQueue()
+    monkeypatch.setattr(trainer_module, "tq", store)
+    timeouts = [1.0, 0.0, 0.0, 1.0, 1.0]  # the last row is verl's padding copy
+    rows = [{"extra_fields": {"reward_extra_info": {"acc": 0.0, "timeout": t}}} for t in timeouts]
+    keys = [f"k{i}" for i in range(len(rows))]
+    tags = [{"is_padding": i == len(rows) - 1} for i in range(len(rows))]
+    batch = store.kv_batch_put(keys, "train", fields=list_of_dict_to_tensordict(rows), tags=tags)
+    assert trainer_module.reward_timeout_metrics(batch) == {"rlrt/reward_timeout_frac": pytest.approx(2 / 4)}
+
+    rows = [{"extra_fields": {"reward_extra_info": {"acc": 1.0}}} for _ in keys]
+    batch = store.kv_batch_put(keys, "other", fields=list_of_dict_to_tensordict(rows), tags=tags)
+    assert trainer_module.reward_timeout_metrics(batch) == {}
