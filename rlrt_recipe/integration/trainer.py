@@ -312,7 +312,7 @@ def trainer_node_ids(resource_pool_manager) -> list[str]:
     """Ray node ids that hold a bundle of the trainer's resource pools (the nodes verl's workers run on)."""
     nodes = set()
     for pool in resource_pool_manager.resource_pool_dict.values():
-        for pg in pool.get_placement_groups():
+        for pg in pool.pgs or []:  # the placement groups verl made; get_placement_groups() would create missing ones
             nodes.update(ray.util.placement_group_table(pg)["bundles_to_node_id"].values())
     return sorted(nodes)
 
