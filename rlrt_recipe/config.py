@@ -19,6 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from rlrt_recipe.checks import check_choice
 from rlrt_recipe.privileged import (
     CONTEXTS,
     DEFAULT_TEMPLATES,
@@ -120,12 +121,12 @@ class RlrtConfig:
 
     def __post_init__(self) -> None:
         _check_number("correct_threshold", self.correct_threshold)
-        _check_choice("direction", self.direction, DIRECTIONS, nullable=True)
-        _check_choice("gate", self.gate, GATES, nullable=True)
+        check_choice("rlrt.direction", self.direction, DIRECTIONS, nullable=True)
+        check_choice("rlrt.gate", self.gate, GATES, nullable=True)
         if self.eps_w is not None and not (_is_number(self.eps_w) and 0.0 < self.eps_w <= 1.0):
             raise ValueError(f"rlrt.eps_w must be in (0, 1], got {self.eps_w!r}")
-        _check_choice("backbone_kind", self.backbone_kind, BACKBONE_KINDS)
-        _check_choice("lambda_schedule", self.lambda_schedule, LAMBDA_SCHEDULES, nullable=True)
+        check_choice("rlrt.backbone_kind", self.backbone_kind, BACKBONE_KINDS)
+        check_choice("rlrt.lambda_schedule", self.lambda_schedule, LAMBDA_SCHEDULES, nullable=True)
         if self.lambda_0 is not None and not (_is_number(self.lambda_0) and 0.0 <= self.lambda_0 <= 1.0):
             raise ValueError(f"rlrt.lambda_0 must be in [0, 1], got {self.lambda_0!r}")
         _check_positive_int("lambda_decay_steps", self.lambda_decay_steps, nullable=True)
@@ -133,16 +134,16 @@ class RlrtConfig:
             value = getattr(self, key)
             if not (_is_number(value) and math.isfinite(value) and value >= 0.0):
                 raise ValueError(f"rlrt.{key} must be a finite number >= 0, got {value!r}")
-        _check_choice("distill_kl_type", self.distill_kl_type, KL_TYPES)
+        check_choice("rlrt.distill_kl_type", self.distill_kl_type, KL_TYPES)
         clamp = self.distill_loss_max_clamp
         if clamp is not None and not (_is_number(clamp) and math.isfinite(clamp) and clamp > 0.0):
             raise ValueError(f"rlrt.distill_loss_max_clamp must be a finite number > 0 or null, got {clamp!r}")
-        _check_choice("teacher", self.teacher, TEACHERS)
-        _check_choice("context", self.context, CONTEXTS, nullable=True)
+        check_choice("rlrt.teacher", self.teacher, TEACHERS)
+        check_choice("rlrt.context", self.context, CONTEXTS, nullable=True)
         self.privileged_templates = validate_templates(_to_plain_dict(self.privileged_templates))
         _check_positive_int("max_privileged_prompt_length", self.max_privileged_prompt_length, nullable=True)
-        _check_choice("sibling_choice", self.sibling_choice, SIBLING_CHOICES)
-        _check_choice("sibling_fallback", self.sibling_fallback, SIBLING_FALLBACKS)
+        check_choice("rlrt.sibling_choice", self.sibling_choice, SIBLING_CHOICES)
+        check_choice("rlrt.sibling_fallback", self.sibling_fallback, SIBLING_FALLBACKS)
         for key in ("sibling_strip_thinking", "score_all_rows", "preflight_skip"):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"rlrt.{key} must be true or false, got {getattr(self, key)!r}")
@@ -215,14 +216,6 @@ def _is_number(value: Any) -> bool:
 def _check_number(key: str, value: Any) -> None:
     if not (_is_number(value) and math.isfinite(value)):
         raise ValueError(f"rlrt.{key} must be a finite number, got {value!r}")
-
-
-def _check_choice(key: str, value: Any, allowed: tuple, *, nullable: bool = False) -> None:
-    if value is None and nullable:
-        return
-    if isinstance(value, bool) or value not in allowed:
-        shown = ", ".join(map(str, allowed)) + (" or null" if nullable else "")
-        raise ValueError(f"rlrt.{key} must be one of {shown}, got {value!r}")
 
 
 def _check_positive_int(key: str, value: Any, *, nullable: bool = False) -> None:

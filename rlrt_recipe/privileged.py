@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from numbers import Number
 from typing import Any
 
+from rlrt_recipe.checks import check_choice
+
 Messages = list[dict[str, Any]]
 CountTokens = Callable[[Messages], int]
 
@@ -210,7 +212,7 @@ def strip_thinking(text: str) -> str:
 def default_privileged_budget(context: str, *, max_prompt_length: int, max_response_length: int) -> int:
     """Default ``rlrt.max_privileged_prompt_length``: ``max_prompt_length + max_response_length + 256`` for
     the rollout context (a sibling is at most one response long), ``2 * max_prompt_length`` otherwise."""
-    _check_choice("context", context, CONTEXTS)
+    check_choice("context", context, CONTEXTS)
     if context == "rollout":
         return max_prompt_length + max_response_length + 256
     return 2 * max_prompt_length
@@ -296,15 +298,15 @@ def teacher_contexts(
     then every correct member of its group is a candidate. Padding rows must be passed with
     ``scored`` and ``correct`` false, so they neither get nor give privileged text.
     """
-    _check_choice("context", context, CONTEXTS)
+    check_choice("context", context, CONTEXTS)
     templates = validate_templates(templates)
     _check_length("scored", scored, rows)
     if context != "rollout":
         return [reference_context(row, context, templates=templates, count_tokens=count_tokens, budget=budget)
                 if is_scored else TeacherContext(None, "unscored") for row, is_scored in zip(rows, scored)]
 
-    _check_choice("rlrt.sibling_choice", sibling_choice, SIBLING_CHOICES)
-    _check_choice("rlrt.sibling_fallback", sibling_fallback, SIBLING_FALLBACKS)
+    check_choice("rlrt.sibling_choice", sibling_choice, SIBLING_CHOICES)
+    check_choice("rlrt.sibling_fallback", sibling_fallback, SIBLING_FALLBACKS)
     if correct is None or texts is None:
         raise ValueError("the rollout context needs `correct` and `texts` for every row of the batch")
     _check_length("correct", correct, rows)
@@ -371,11 +373,6 @@ def leak_cue_rate(texts: Sequence[str], cue: str) -> float:
         raise ValueError("leak_cue_rate needs at least one text (the real rollouts of the step)")
     cue = cue.casefold()
     return sum(cue in text.casefold() for text in texts) / len(texts)
-
-
-def _check_choice(key: str, value: str, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
 
 
 def _check_length(name: str, values: Sequence, rows: Sequence[RowInfo]) -> None:
