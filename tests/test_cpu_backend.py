@@ -21,6 +21,7 @@ from transformers import AutoModelForCausalLM, GenerationConfig
 
 from rlrt_recipe.cpu.server import HFRolloutServer
 from rlrt_recipe.testing import TinyModelSpec, build_tiny_model
+from rlrt_recipe.testing.forward import response_log_probs
 
 PROMPT = [1, 305, 203, 320, 314, 225, 22, 284, 225, 23, 35, 2, 203, 1, 329, 203]
 
@@ -199,10 +200,7 @@ def server(tiny_model_dir) -> HFRolloutServer:
 def teacher_forced_log_probs(model_dir: str, prompt: list[int], response: list[int], temperature: float) -> torch.Tensor:
     """log_softmax(logits / T) of each response token from one transformers forward of prompt + response."""
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    ids = torch.tensor([prompt + response])  # [1, P + R]
-    with torch.no_grad():
-        logits = model(ids).logits[0, len(prompt) - 1 : -1]  # [R, V]: position t predicts token t + 1
-    return torch.log_softmax(logits / temperature, dim=-1).gather(-1, torch.tensor(response)[:, None]).squeeze(-1)
+    return response_log_probs(model, prompt, response, temperature)
 
 
 def test_greedy_is_deterministic_and_is_the_argmax(server, tiny_model_dir):

@@ -16,6 +16,7 @@ from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token
 from rlrt_recipe import privileged
 from rlrt_recipe.config import RlrtConfig
 from rlrt_recipe.integration.teacher import TeacherBatchLayout, TeacherStep
+from rlrt_recipe.testing.forward import response_log_probs
 
 QUESTIONS = ["What is 2 + 3?", "What is 12 * 4? Think first.", "What is 7 + 7?"]
 ANSWERS = ["5", "48", "14"]
@@ -31,10 +32,7 @@ def model_and_tokenizer(tiny_model_dir):
 
 def _sequence_log_probs(model, ids: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Engine convention: entry j = log p(ids[j + 1] | ids[: j + 1]); the last entry is 0."""
-    with torch.no_grad():
-        logits = model(ids[None]).logits[0].float() / temperature  # [L, V]
-    lp = torch.log_softmax(logits[:-1], -1).gather(-1, ids[1:, None]).squeeze(-1)  # [L - 1]
-    return torch.cat([lp, torch.zeros(1)])
+    return torch.cat([response_log_probs(model, ids[:1].tolist(), ids[1:].tolist(), temperature), torch.zeros(1)])
 
 
 class WorkerGroupStandIn:

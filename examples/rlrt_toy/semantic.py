@@ -20,9 +20,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-import torch
-
 from rlrt_recipe.privileged import IDENTITY_TEMPLATE
+from rlrt_recipe.testing.forward import response_log_probs
 from rlrt_toy import task
 from rlrt_toy.warm_start import PromptRenderer, privileged_messages, response_ids
 
@@ -50,14 +49,6 @@ def answer_positions(tokenizer: Any, problem: task.Problem) -> list[int]:
     if not positions:
         raise ValueError(f"no token covers the answer of {problem} in {text!r}")
     return positions
-
-
-@torch.no_grad()
-def response_log_probs(model: Any, prompt: list[int], response: list[int], temperature: float) -> torch.Tensor:
-    """log softmax(logits / T) of each response token given the prompt and the previous tokens  [R]."""
-    ids = torch.tensor([prompt + response])  # [1, P + R]
-    logits = model(input_ids=ids).logits[0, len(prompt) - 1 : -1].float() / temperature  # [R, V]
-    return torch.log_softmax(logits, -1).gather(-1, torch.tensor(response)[:, None])[:, 0]  # [R]
 
 
 def answer_gaps(model: Any, tokenizer: Any, render: PromptRenderer, problems: list[task.Problem], *,

@@ -16,7 +16,6 @@ import logging
 
 import numpy as np
 import ray
-import torch
 import transfer_queue as tq
 from omegaconf import OmegaConf
 from tensordict import TensorDict
