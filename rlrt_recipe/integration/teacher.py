@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,8 @@ INPUT_FIELDS = (
 )
 #: Fields it writes for every row.
 OUTPUT_FIELDS = ("teacher_log_probs", "has_teacher", "correct")
+#: Rollouts the ``rlrt/leak_cue_rate`` probe decodes per step at most (``TeacherStep.leak_probe_rows``).
+LEAK_PROBE_ROWS = 64
 
 ComputeLogProb = Callable[[TensorDict], TensorDict]
 
@@ -145,8 +148,9 @@ class TeacherStep:
         response_mask = padded["response_mask"]  # [B, T]
         scores = padded["rm_scores"].float().sum(-1)  # [B] r⁽ⁱ⁾
         correct = (scores >= self.cfg.correct_threshold) & real  # [B]; padding rows are never correct
-        texts = self.tokenizer.batch_decode([r.tolist() for r in responses], skip_special_tokens=True)
         scored = self.rows_to_score(padded["rm_scores"], response_mask, rows, real, correct, step)  # [B]
+        probe = self.leak_probe_rows(real, step)
+        texts = self.decode(responses, self.sibling_rows(rows, correct, scored) + probe)  # "" where no text is needed
 
         contexts = privileged.teacher_contexts(
             rows, context=self.context, scored=scored.tolist(), count_tokens=self._count_tokens,
@@ -172,9 +176,9 @@ class TeacherStep:
             {"teacher_log_probs": _nested(teacher), "has_teacher": has_teacher, "correct": correct}, batch_size=[n]
         )
         metrics = self.metrics(
-            rows=rows, real=real, correct=correct, scored=scored, contexts=contexts, texts=texts,
-            scores=scores, teacher_prompts=teacher_prompts, teacher_rows=teacher_rows,
-            prompts=prompts, response_mask=response_mask,
+            rows=rows, real=real, correct=correct, scored=scored, contexts=contexts,
+            probe_texts=[texts[i] for i in probe], scores=scores, teacher_prompts=teacher_prompts,
+            teacher_rows=teacher_rows, prompts=prompts, response_mask=response_mask,
         )
         metrics.update(calls.metrics())
         means = scored_log_prob_means(_nested(teacher).to_padded_tensor(0.0), padded["old_log_probs"], response_mask,
@@ -222,6 +226,41 @@ class TeacherStep:
         index = np.array([row.uid for row in rows], dtype=object)
         adv = grpo_advantages(rm_scores, response_mask, index, self.algorithm_config)  # [B, T]
         return candidates & gate & (adv != 0).any(-1)
+
+    def sibling_rows(self, rows: Sequence[privileged.RowInfo], correct: torch.Tensor,
+                     scored: torch.Tensor) -> list[int]:
+        """Rows whose text can become a sibling context: under the rollout context, each correct row of a uid group
+        that has a scored row other than itself (``teacher_contexts`` draws a scored row's sibling from the correct
+        rows of its own group only); no row under the answer and solution contexts."""
+        if self.context != "rollout":
+            return []
+        scored_in_group: dict[str, int] = {}
+        for row, is_scored in zip(rows, scored.tolist()):
+            scored_in_group[row.uid] = scored_in_group.get(row.uid, 0) + is_scored
+        return [row.index for row, is_correct, is_scored in zip(rows, correct.tolist(), scored.tolist())
+                if is_correct and scored_in_group[row.uid] > is_scored]
+
+    @staticmethod
+    def leak_probe_rows(real: torch.Tensor, step: int) -> list[int]:
+        """The rollouts the ``rlrt/leak_cue_rate`` probe reads: every real row when there are at most
+        ``LEAK_PROBE_ROWS``, else that many drawn uniformly with ``random.Random(step)`` (the same rows for a given
+        step and batch, others at the next step), so the probe decodes a bounded number of responses per step."""
+        real_rows = real.nonzero().flatten().tolist()
+        if len(real_rows) <= LEAK_PROBE_ROWS:
+            return real_rows
+        return sorted(random.Random(step).sample(real_rows, LEAK_PROBE_ROWS))
+
+    def decode(self, responses: Sequence[torch.Tensor], wanted: Sequence[int]) -> list[str]:
+        """The text of the responses in ``wanted``, special tokens skipped (so up to and excluding EOS); "" for every
+        other row. Only the rows of ``sibling_rows`` and ``leak_probe_rows`` need text (decoding all 2048 × 16 k
+        tokens of a paper-scale step took 12 one-core seconds, docs/performance.md); ``teacher_contexts`` also
+        reads the "" of a correct row that no scored row can draw, and takes it for no text."""
+        wanted = sorted(set(wanted))
+        texts = [""] * len(responses)
+        decoded = self.tokenizer.batch_decode([responses[i].tolist() for i in wanted], skip_special_tokens=True)
+        for i, text in zip(wanted, decoded):
+            texts[i] = text
+        return texts
 
     def score(self, prompt_ids: Sequence[list[int]], response_ids: Sequence[torch.Tensor],
               compute_log_prob: ComputeLogProb) -> list[torch.Tensor]:
@@ -284,9 +323,11 @@ class TeacherStep:
                     + "; check the model's numerics (fp32 mixed precision on CPU) and rollout.temperature"
                 )
 
-    def metrics(self, *, rows, real, correct, scored, contexts, texts, scores, teacher_prompts, teacher_rows,
+    def metrics(self, *, rows, real, correct, scored, contexts, probe_texts, scores, teacher_prompts, teacher_rows,
                 prompts, response_mask) -> dict[str, float]:
-        """The teacher-side ``rlrt/*`` metrics of the step, over real rows only."""
+        """The teacher-side ``rlrt/*`` metrics of the step, over real rows only. ``rlrt/leak_cue_rate`` is over
+        ``probe_texts``, the decoded ``leak_probe_rows``: all real rollouts up to 64, else 64 drawn with
+        ``random.Random(step)`` (0.0 when the step has no real row)."""
         n_real = int(real.sum())
         gate = correct if (self.cfg.gate == "correct") else real
         groups: dict[str, list[float]] = {}
@@ -311,7 +352,7 @@ class TeacherStep:
             "rlrt/teacher_tokens": float(teacher_tokens),
             "rlrt/student_sq_tokens": float(sum(n * n for n in student_lens)),
             "rlrt/teacher_sq_tokens": float(sum(n * n for n in teacher_lens)),
-            "rlrt/leak_cue_rate": privileged.leak_cue_rate([t for t, r in zip(texts, real) if r], cue) if n_real else 0.0,
+            "rlrt/leak_cue_rate": privileged.leak_cue_rate(probe_texts, cue) if probe_texts else 0.0,
         }
         counts = privileged.case_counts([ctx for ctx, r in zip(contexts, real) if r])
         metrics.update({f"rlrt/context/{case}": float(count) for case, count in counts.items()})
