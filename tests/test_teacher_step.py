@@ -294,3 +294,17 @@ def test_sibling_thinking_is_kept_or_stripped_through_the_step(model_and_tokeniz
     assert "The answer is 5" in teacher_prompt_of_row_0
     assert ("secret scratch work" in teacher_prompt_of_row_0) is not strip
     assert ("<think>" in teacher_prompt_of_row_0) is not strip
+
+
+def test_run_times_each_driver_part(model_and_tokenizer):
+    """timing_s/teacher/<part>: every driver part and the forward, each ≥ 0; the forward is
+    rlrt/teacher_forward_s; a step that scores nothing has no batch and no forward."""
+    model, tokenizer = model_and_tokenizer
+    data, padding = _stored_batch(model, tokenizer, **MIXED)
+    _, metrics = _step(tokenizer, "rlsd").run(data, padding, 1, WorkerGroupStandIn(model).compute_log_prob)
+    parts = {k.split("/")[-1] for k in metrics if k.startswith("timing_s/teacher/")}
+    assert parts == {"rows", "select", "decode", "contexts", "batch", "forward", "outputs", "metrics"}
+    assert all(metrics[f"timing_s/teacher/{p}"] >= 0 for p in parts)
+    assert metrics["rlrt/teacher_forward_s"] == metrics["timing_s/teacher/forward"]
+    _, idle = _step(tokenizer, "rlsd", lambda_decay_steps=1).run(data, padding, 2, WorkerGroupStandIn(model).compute_log_prob)
+    assert "timing_s/teacher/forward" not in idle and "timing_s/teacher/batch" not in idle

@@ -20,10 +20,11 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from rlrt_recipe.integration.teacher import PromptRenderer
 from rlrt_recipe.privileged import IDENTITY_TEMPLATE
 from rlrt_recipe.testing.forward import response_log_probs
 from rlrt_toy import task
-from rlrt_toy.warm_start import PromptRenderer, privileged_messages, response_ids
+from rlrt_toy.warm_start import privileged_messages, response_ids
 
 #: The three cases: (template overrides, which reference answer goes into the prompt).
 CASES = {

@@ -25,6 +25,7 @@ import torch
 from transformers import AutoConfig, AutoTokenizer, GenerationConfig, Qwen2ForCausalLM
 
 from rlrt_recipe import privileged
+from rlrt_recipe.integration.teacher import PromptRenderer
 from rlrt_recipe.reward import compute_score
 from rlrt_recipe.testing import TinyModelSpec, build_tiny_model
 from rlrt_toy import task
@@ -45,19 +46,6 @@ class WarmStartConfig:
     privileged_frac: float = 0.7  # share of examples whose prompt holds a correct reference
     seed: int = 0
     threads: int = 1  # torch CPU threads; on cores shared with other jobs, 2 threads ran 5-10x slower than 1
-
-
-class PromptRenderer:
-    """Prompt ids of chat messages, rendered like the trainer renders them (verl's continuous-token builder,
-    generation prefix included, ``data.apply_chat_template_kwargs`` empty)."""
-
-    def __init__(self, tokenizer: Any, model_type: str):
-        from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
-
-        self.builder = create_continuous_token_builder(tokenizer, hf_model_type=model_type, chat_template_kwargs={})
-
-    def __call__(self, messages: list[dict[str, Any]]) -> list[int]:
-        return list(self.builder.build_initial_tokens(messages))
 
 
 def row_info(problem: task.Problem, index: int = 0) -> privileged.RowInfo:
@@ -176,7 +164,9 @@ def load(model_dir: str | os.PathLike) -> tuple[Qwen2ForCausalLM, Any, PromptRen
     model_dir = os.fspath(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = Qwen2ForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32, attn_implementation="sdpa").eval()
-    return model, tokenizer, PromptRenderer(tokenizer, AutoConfig.from_pretrained(model_dir).model_type)
+    model_type = AutoConfig.from_pretrained(model_dir).model_type
+    # rendered as the trainer renders prompts, data.apply_chat_template_kwargs empty
+    return model, tokenizer, PromptRenderer(tokenizer, hf_model_type=model_type, chat_template_kwargs={})
 
 
 def warm_start(out_dir: str | os.PathLike, cfg: WarmStartConfig = WarmStartConfig(),

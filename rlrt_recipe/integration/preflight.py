@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import TemplateError
-from omegaconf import OmegaConf
 from verl.utils.tokenizer.continuous_token import ContinuousTokenBuilder
 from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
 
 from rlrt_recipe import privileged
 from rlrt_recipe.config import RlrtConfig
+from rlrt_recipe.integration.teacher import chat_template_kwargs
 
 logger = logging.getLogger("rlrt_recipe")
 
@@ -221,14 +221,12 @@ def preflight_train_dataset(dataset: Any, *, config: Any, rlrt_cfg: RlrtConfig, 
     start = time.perf_counter()
     data = config.data
     files = [data.train_files] if isinstance(data.train_files, str) else list(data.train_files)
-    chat_kwargs = data.get("apply_chat_template_kwargs", None)
-    chat_kwargs = OmegaConf.to_container(chat_kwargs, resolve=True) if chat_kwargs is not None else {}
     settings = dict(context=rlrt_cfg.context, sibling_fallback=rlrt_cfg.sibling_fallback,
                     prompt_length=int(config.actor_rollout_ref.rollout.prompt_length),
                     budget=rlrt_cfg.max_privileged_prompt_length)
     check_agent_names(dataset.dataframe, files)
     rows = dataset_rows(dataset.dataframe, dataset.prompt_key)
-    lengths = PromptLengths(tokenizer, hf_model_type=hf_model_type, chat_template_kwargs=chat_kwargs)
+    lengths = PromptLengths(tokenizer, hf_model_type=hf_model_type, chat_template_kwargs=chat_template_kwargs(data))
     problems = find_unservable_rows(rows, lengths, file=" + ".join(files), templates=rlrt_cfg.privileged_templates,
                                     **settings)
     seconds = time.perf_counter() - start

@@ -12,7 +12,9 @@ Once per training step, after verl's old log-probs s:
 5. return ``teacher_log_probs`` for **every** row (s where unscored, so Δ = 0), ``has_teacher`` and
    ``correct``, plus the step's ``rlrt/*`` metrics about the teacher.
 
-No formula lives here; the verl-facing I/O (TransferQueue, the worker group) stays in the trainer.
+Each part is a function of its inputs (row reading, checks, row selection, decoding, batch building, metrics);
+``TeacherStep.run`` calls them in order, makes the one call to the worker group and times each part
+(``timing_s/teacher/<part>``). No formula lives here; the verl-facing I/O (TransferQueue) stays in the trainer.
 """
 
 from __future__ import annotations
@@ -20,15 +22,16 @@ from __future__ import annotations
 import json
 import logging
 import random
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from tensordict import TensorDict
 from verl.utils import tensordict_utils as tu
+from verl.utils.profiler.performance import simple_timer
 from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
 from verl.workers.utils.padding import response_from_nested
 
@@ -46,14 +49,12 @@ INPUT_FIELDS = (
 )
 #: Fields it writes for every row.
 OUTPUT_FIELDS = ("teacher_log_probs", "has_teacher", "correct")
-#: Rollouts the ``rlrt/leak_cue_rate`` probe decodes per step at most (``TeacherStep.leak_probe_rows``).
+#: Rollouts the ``rlrt/leak_cue_rate`` probe decodes per step at most (``leak_probe_rows``).
 LEAK_PROBE_ROWS = 64
 
 ComputeLogProb = Callable[[TensorDict], TensorDict]
 
 
-def _nested(rows: Sequence[torch.Tensor]) -> torch.Tensor:
-    return torch.nested.as_nested_tensor(list(rows), layout=torch.jagged)
 
 
 @dataclass
@@ -75,47 +76,235 @@ class TeacherBatchLayout:
         return self.dp_size * (1 if self.max_token_len_per_gpu else (self.micro_batch_size_per_gpu or 1))
 
 
-class _CallCounter:
-    """Wraps ``compute_log_prob`` to count what the step sends the actor: calls, rows (data-parallel padding
-    included) and seconds inside the call (so the step's own overhead is ``timing_s/teacher`` minus these)."""
+class PromptRenderer:
+    """Prompt ids of chat messages with the generation prefix, as verl's agent loop renders them (verl's
+    continuous-token builder: the model's chat template, ``data.apply_chat_template_kwargs``, thinking tags).
 
-    def __init__(self, compute_log_prob: ComputeLogProb):
-        self.compute_log_prob = compute_log_prob
-        self.calls, self.rows, self.seconds = 0, 0, 0.0
+    Renders are cached until ``clear()``: within a step the budget check and the teacher batch render the same
+    messages.
+    """
 
-    def __call__(self, td: TensorDict) -> TensorDict:
-        start = time.perf_counter()
-        out = self.compute_log_prob(td)
-        self.calls, self.rows, self.seconds = self.calls + 1, self.rows + len(td), self.seconds + time.perf_counter() - start
-        return out
-
-    def metrics(self) -> dict[str, float]:
-        return {"rlrt/teacher_calls": float(self.calls), "rlrt/teacher_rows_sent": float(self.rows),
-                "rlrt/teacher_forward_s": self.seconds}
-
-
-class TeacherStep:
-    """Builds, scores and aligns the privileged teacher rows of one step (see the module docstring)."""
-
-    def __init__(
-        self,
-        *,
-        rlrt_cfg: RlrtConfig,
-        adv_estimator: str,
-        tokenizer: Any,
-        hf_model_type: str | None,
-        chat_template_kwargs: dict[str, Any],
-        prompt_length: int,
-        layout: TeacherBatchLayout,
-        algorithm_config: Any = None,
-        use_kl_in_reward: bool = False,
-    ):
-        self.cfg = rlrt_cfg
-        self.adv_estimator = adv_estimator
-        self.tokenizer = tokenizer
+    def __init__(self, tokenizer: Any, *, hf_model_type: str | None, chat_template_kwargs: dict[str, Any]):
         self.builder = create_continuous_token_builder(
             tokenizer, hf_model_type=hf_model_type, chat_template_kwargs=chat_template_kwargs
         )
+        self._cache: dict[str, list[int]] = {}
+
+    def __call__(self, messages: privileged.Messages) -> list[int]:
+        key = json.dumps(messages, sort_keys=True, default=str)
+        if key not in self._cache:
+            self._cache[key] = list(self.builder.build_initial_tokens(list(messages)))
+        return self._cache[key]
+
+    def count_tokens(self, messages: privileged.Messages) -> int:
+        return len(self(messages))
+
+    def clear(self) -> None:
+        self._cache.clear()
+
+
+def chat_template_kwargs(data_config: Any) -> dict[str, Any]:
+    """``data.apply_chat_template_kwargs`` as a plain dict ({} when unset): what the agent loop renders with."""
+    kwargs = data_config.get("apply_chat_template_kwargs", None)
+    return OmegaConf.to_container(kwargs, resolve=True) if kwargs is not None else {}
+
+
+# ---------------------------------------------------------------------------------------------- pure pieces
+
+
+def row_infos(data: TensorDict, n: int) -> list[privileged.RowInfo]:
+    """One ``RowInfo`` per stored row. Each column is read once: indexing a non-tensor column of a TensorDict
+    rebuilds the whole column, so reading it per row is quadratic (120 one-core s at 2048 rows, bench_driver.py)."""
+    columns = {key: data[key] for key in ("raw_prompt", "reward_model", "extra_info", "data_source", "uid")}
+    return [
+        privileged.RowInfo.from_fields(
+            i, raw_prompt=columns["raw_prompt"][i], reward_model=columns["reward_model"][i],
+            extra_info=columns["extra_info"][i], data_source=columns["data_source"][i], uid=columns["uid"][i],
+        )
+        for i in range(n)
+    ]
+
+
+def check_student_prompts(rows: Sequence[privileged.RowInfo], prompts: Sequence[torch.Tensor], real: torch.Tensor,
+                          render: Callable[[privileged.Messages], list[int]], prompt_length: int) -> None:
+    """Re-render each real row's student messages; they must equal the stored prompt ids token for token."""
+    for row, stored in zip(rows, prompts):
+        if not real[row.index]:
+            continue
+        rendered = render(list(row.messages))
+        if len(rendered) > prompt_length:
+            raise ValueError(
+                f"{row.where()}: the student prompt is {len(rendered)} tokens, over rollout.prompt_length="
+                f"{prompt_length} (data.max_prompt_length), and verl left-truncated it; the teacher would "
+                "see a different question. Set data.filter_overlong_prompts=True or raise data.max_prompt_length"
+            )
+        if rendered != stored.tolist():
+            raise ValueError(
+                f"{row.where()}: re-rendering raw_prompt gives {len(rendered)} tokens that differ from the "
+                f"{len(stored)} stored prompt tokens; the teacher prompt would not match the student's. Check "
+                "data.apply_chat_template_kwargs and the model's chat template; the teacher step serves only "
+                "actor_rollout_ref.rollout.agent.default_agent_loop=single_turn_agent with "
+                "actor_rollout_ref.rollout.multi_turn.enable=false and no agent_name column naming another loop"
+            )
+
+
+def select_rows(rm_scores: torch.Tensor, response_mask: torch.Tensor, uids: Sequence[str], real: torch.Tensor,
+                correct: torch.Tensor, step: int, *, cfg: RlrtConfig, adv_estimator: str, algorithm_config: Any = None,
+                use_kl_in_reward: bool = False) -> torch.Tensor:
+    """Rows whose Â depends on τ  [B]: real rows with response tokens, and for rlrt/rlsd passing the gate with
+    A ≠ 0 (with KL in the reward A is unknown here, so A ≠ 0 is assumed) — none once λ_k = 0 and no distillation
+    loss reads τ (Â = A then); every such row under ``rlrt.score_all_rows``."""
+    candidates = real & (response_mask.sum(-1) > 0)  # [B]
+    if cfg.score_all_rows or adv_estimator not in WEIGHTED_ESTIMATORS:
+        return candidates
+    if cfg.lambda_at(step) == 0.0 and cfg.distill_loss_coef == 0.0:
+        return torch.zeros_like(candidates)
+    gate = correct if cfg.gate == "correct" else torch.ones_like(correct)  # [B]
+    if use_kl_in_reward:
+        return candidates & gate
+    adv = grpo_advantages(rm_scores, response_mask, np.array(uids, dtype=object), algorithm_config)  # [B, T]
+    return candidates & gate & (adv != 0).any(-1)
+
+
+def sibling_rows(uids: Sequence[str], correct: torch.Tensor, scored: torch.Tensor, context: str) -> list[int]:
+    """Rows whose text can become a sibling context: under the rollout context, each correct row of a uid group
+    that has a scored row other than itself (``teacher_contexts`` draws a scored row's sibling from the correct
+    rows of its own group only); no row under the answer and solution contexts."""
+    if context != "rollout":
+        return []
+    scored_in_group: dict[str, int] = {}
+    for uid, is_scored in zip(uids, scored.tolist()):
+        scored_in_group[uid] = scored_in_group.get(uid, 0) + is_scored
+    return [i for i, (uid, is_correct, is_scored) in enumerate(zip(uids, correct.tolist(), scored.tolist()))
+            if is_correct and scored_in_group[uid] > is_scored]
+
+
+def leak_probe_rows(real: torch.Tensor, step: int) -> list[int]:
+    """The rollouts the ``rlrt/leak_cue_rate`` probe reads: every real row when there are at most
+    ``LEAK_PROBE_ROWS``, else that many drawn uniformly with ``random.Random(step)`` (the same rows for a given
+    step and batch, others at the next step), so the probe decodes a bounded number of responses per step."""
+    real_rows = real.nonzero().flatten().tolist()
+    if len(real_rows) <= LEAK_PROBE_ROWS:
+        return real_rows
+    return sorted(random.Random(step).sample(real_rows, LEAK_PROBE_ROWS))
+
+
+def decode(tokenizer: Any, responses: Sequence[torch.Tensor], wanted: Sequence[int]) -> list[str]:
+    """The text of the responses in ``wanted``, special tokens skipped (so up to and excluding EOS); "" for every
+    other row. Only the rows of ``sibling_rows`` and ``leak_probe_rows`` need text (decoding all 2048 × 16 k
+    tokens of a paper-scale step took 12 one-core seconds, docs/performance.md); ``teacher_contexts`` also
+    reads the "" of a correct row that no scored row can draw, and takes it for no text."""
+    wanted = sorted(set(wanted))
+    texts = [""] * len(responses)
+    decoded = tokenizer.batch_decode([responses[i].tolist() for i in wanted], skip_special_tokens=True)
+    for i, text in zip(wanted, decoded):
+        texts[i] = text
+    return texts
+
+
+def build_teacher_batch(prompt_ids: Sequence[list[int]], response_ids: Sequence[torch.Tensor],
+                        layout: TeacherBatchLayout, pad_id: int) -> TensorDict:
+    """The ``compute_log_prob`` input (verl's NO_PADDING layout): rows ``prompt ‖ response``, the response mask
+    over the response, then minimal mask-0 rows up to ``layout.multiple()`` for the data-parallel split."""
+    prompts = [torch.tensor(p, dtype=torch.int64) for p in prompt_ids]
+    responses = [r.to(torch.int64) for r in response_ids]
+    masks = [torch.ones(len(r), dtype=torch.int64) for r in responses]
+    n_pad = -len(prompts) % layout.multiple()
+    pad = torch.tensor([pad_id], dtype=torch.int64)
+    prompts += [pad] * n_pad  # minimal rows for the data-parallel split; never read back
+    responses += [pad] * n_pad
+    masks += [torch.zeros(1, dtype=torch.int64)] * n_pad
+    input_ids = [torch.cat([p, r]) for p, r in zip(prompts, responses)]
+    td = TensorDict(
+        {
+            "input_ids": tu.nested_tensor_from_tensor_list(input_ids),
+            "position_ids": tu.nested_tensor_from_tensor_list([torch.arange(len(x)) for x in input_ids]),
+            "prompts": tu.nested_tensor_from_tensor_list(prompts),
+            "responses": tu.nested_tensor_from_tensor_list(responses),
+            "response_mask": tu.nested_tensor_from_tensor_list(masks),
+            "loss_mask": tu.nested_tensor_from_tensor_list(masks),
+        },
+        batch_size=[len(input_ids)],
+    )
+    meta: dict[str, Any] = dict(temperature=layout.temperature, compute_loss=False, calculate_entropy=False)
+    if layout.max_token_len_per_gpu:
+        meta["max_token_len_per_gpu"] = max(layout.max_token_len_per_gpu, max(len(x) for x in input_ids))
+    if layout.no_lora_adapter:
+        meta["no_lora_adapter"] = True
+    tu.assign_non_tensor(td, **meta)
+    return td
+
+
+def response_log_probs(output: TensorDict, batch: TensorDict, n_rows: int) -> list[torch.Tensor]:
+    """τ over each of the first ``n_rows`` responses of ``batch``, sliced from the end of each row of the
+    engine's full-sequence ``log_probs`` (so τ_t aligns with s_t whatever the prompt lengths)."""
+    return list(response_from_nested(output["log_probs"], batch["response_mask"]).unbind()[:n_rows])
+
+
+def check_finite(teacher: Sequence[torch.Tensor], old: Sequence[torch.Tensor], response_mask: torch.Tensor,
+                 rows: Sequence[privileged.RowInfo], has_teacher: torch.Tensor) -> None:
+    """NaN/inf in τ or s on a response token of a scored row is an error naming the row."""
+    for name, values in (("teacher log-prob τ", teacher), ("old log-prob s", old)):
+        padded = tu.nested_tensor_from_tensor_list(values).to_padded_tensor(0.0)  # [B, T]
+        bad = [i for i in nonfinite_rows(padded, response_mask) if has_teacher[i]]
+        if bad:
+            raise ValueError(
+                f"non-finite {name} on response tokens of {rows[bad[0]].where()}"
+                + (f" and {len(bad) - 1} more rows" if len(bad) > 1 else "")
+                + "; check the model's numerics (fp32 mixed precision on CPU) and rollout.temperature"
+            )
+
+
+def teacher_metrics(*, uids: Sequence[str], real: torch.Tensor, correct: torch.Tensor, scores: torch.Tensor,
+                    gate: str | None, contexts: Sequence[privileged.TeacherContext], teacher_rows: Sequence[int],
+                    prompt_lens: Sequence[int], teacher_prompt_lens: Sequence[int], response_mask: torch.Tensor,
+                    probe_texts: Sequence[str], cue: str) -> dict[str, float]:
+    """The teacher-side ``rlrt/*`` metrics of the step, over real rows only. ``rlrt/leak_cue_rate`` is over
+    ``probe_texts``, the decoded ``leak_probe_rows`` (0.0 when the step has no real row)."""
+    n_real = int(real.sum())
+    passed = correct if gate == "correct" else real  # [B]
+    groups: dict[str, list[float]] = {}
+    for uid, score, is_real in zip(uids, scores.tolist(), real.tolist()):
+        if is_real:
+            groups.setdefault(uid, []).append(score)
+    degenerate = sum(len(g) >= 2 and len(set(g)) == 1 for g in groups.values())
+    response_lens = response_mask.sum(-1).tolist()  # [B]
+    student_lens = [prompt_lens[i] + int(response_lens[i]) for i in range(len(uids)) if real[i]]
+    teacher_lens = [n + int(response_lens[i]) for n, i in zip(teacher_prompt_lens, teacher_rows)]
+    student_tokens, teacher_tokens = sum(student_lens), sum(teacher_lens)
+    metrics = {
+        "rlrt/gate_pass_frac": float((passed & real).sum()) / max(n_real, 1),
+        "rlrt/degenerate_group_frac": degenerate / max(len(groups), 1),
+        "rlrt/scored_row_frac": len(teacher_rows) / max(n_real, 1),
+        "rlrt/teacher_token_ratio": teacher_tokens / max(student_tokens, 1),
+        # sizes of the two forwards (real rows only), for FLOP estimates: Σ L for the dense part, Σ L² for attention
+        "rlrt/real_rows": float(n_real),
+        "rlrt/scored_rows": float(len(teacher_rows)),
+        "rlrt/student_tokens": float(student_tokens),
+        "rlrt/teacher_tokens": float(teacher_tokens),
+        "rlrt/student_sq_tokens": float(sum(n * n for n in student_lens)),
+        "rlrt/teacher_sq_tokens": float(sum(n * n for n in teacher_lens)),
+        "rlrt/leak_cue_rate": privileged.leak_cue_rate(probe_texts, cue) if probe_texts else 0.0,
+    }
+    counts = privileged.case_counts([ctx for ctx, r in zip(contexts, real.tolist()) if r])
+    metrics.update({f"rlrt/context/{case}": float(count) for case, count in counts.items()})
+    return metrics
+
+
+# ---------------------------------------------------------------------------------------------- the step
+
+
+class TeacherStep:
+    """Builds, scores and aligns the privileged teacher rows of one step (see the module docstring): the pure
+    pieces above in order, and the one call to the actor's ``compute_log_prob``."""
+
+    def __init__(self, *, rlrt_cfg: RlrtConfig, adv_estimator: str, tokenizer: Any, hf_model_type: str | None,
+                 chat_template_kwargs: dict[str, Any], prompt_length: int, layout: TeacherBatchLayout,
+                 algorithm_config: Any = None, use_kl_in_reward: bool = False):
+        self.cfg = rlrt_cfg
+        self.adv_estimator = adv_estimator
+        self.tokenizer = tokenizer
+        self.render = PromptRenderer(tokenizer, hf_model_type=hf_model_type, chat_template_kwargs=chat_template_kwargs)
         self.prompt_length = prompt_length
         self.layout = layout
         self.algorithm_config = algorithm_config
@@ -123,179 +312,76 @@ class TeacherStep:
         self.context = rlrt_cfg.context or "solution"
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self._warned_16_bit = False
-        self._rendered: dict[str, list[int]] = {}
 
-    # ------------------------------------------------------------------ the step
-
-    def run(
-        self, data: TensorDict, is_padding: Sequence[bool], step: int, compute_log_prob: ComputeLogProb
-    ) -> tuple[TensorDict, dict[str, float]]:
-        """Teacher fields for every row of ``data`` (the stored batch, ``INPUT_FIELDS``) and the step's metrics."""
-        self._rendered: dict[str, list[int]] = {}
+    def run(self, data: TensorDict, is_padding: Sequence[bool], step: int,
+            compute_log_prob: ComputeLogProb) -> tuple[TensorDict, dict[str, float]]:
+        """Teacher fields for every row of ``data`` (the stored batch, ``INPUT_FIELDS``) and the step's metrics,
+        with the driver's seconds per part as ``timing_s/teacher/<part>`` (the forward is ``.../forward``)."""
+        cfg, timing = self.cfg, {}
+        self.render.clear()
         n = len(is_padding)
         real = torch.tensor([not p for p in is_padding], dtype=torch.bool)  # [B]
-        rows = [
-            privileged.RowInfo.from_fields(
-                i, raw_prompt=data["raw_prompt"][i], reward_model=data["reward_model"][i],
-                extra_info=data["extra_info"][i], data_source=data["data_source"][i], uid=data["uid"][i],
+        with simple_timer("rows", timing):
+            rows = row_infos(data, n)
+            uids = [row.uid for row in rows]
+            prompts, responses = data["prompts"].unbind(), data["responses"].unbind()
+            check_student_prompts(rows, prompts, real, self.render, self.prompt_length)
+        with simple_timer("select", timing):
+            padded = data.select("rm_scores", "response_mask", "old_log_probs").to_padded_tensor()
+            response_mask = padded["response_mask"]  # [B, T]
+            scores = padded["rm_scores"].float().sum(-1)  # [B] r⁽ⁱ⁾
+            correct = (scores >= cfg.correct_threshold) & real  # [B]; padding rows are never correct
+            scored = select_rows(padded["rm_scores"], response_mask, uids, real, correct, step, cfg=cfg,
+                                 adv_estimator=self.adv_estimator, algorithm_config=self.algorithm_config,
+                                 use_kl_in_reward=self.use_kl_in_reward)  # [B]
+            probe = leak_probe_rows(real, step)
+        with simple_timer("decode", timing):
+            texts = decode(self.tokenizer, responses, sibling_rows(uids, correct, scored, self.context) + probe)
+        with simple_timer("contexts", timing):  # renders every sibling prompt for its length budget
+            contexts = privileged.teacher_contexts(
+                rows, context=self.context, scored=scored.tolist(), count_tokens=self.render.count_tokens,
+                budget=cfg.max_privileged_prompt_length, templates=cfg.privileged_templates,
+                correct=correct.tolist(), texts=texts, step=step, sibling_choice=cfg.sibling_choice,
+                sibling_fallback=cfg.sibling_fallback, sibling_strip_thinking=cfg.sibling_strip_thinking,
             )
-            for i in range(n)
-        ]
-        prompts, responses = data["prompts"].unbind(), data["responses"].unbind()
-        self.check_student_prompts(rows, prompts, real)
-
-        padded = data.select("rm_scores", "response_mask", "old_log_probs").to_padded_tensor()
-        response_mask = padded["response_mask"]  # [B, T]
-        scores = padded["rm_scores"].float().sum(-1)  # [B] r⁽ⁱ⁾
-        correct = (scores >= self.cfg.correct_threshold) & real  # [B]; padding rows are never correct
-        scored = self.rows_to_score(padded["rm_scores"], response_mask, rows, real, correct, step)  # [B]
-        probe = self.leak_probe_rows(real, step)
-        texts = self.decode(responses, self.sibling_rows(rows, correct, scored) + probe)  # "" where no text is needed
-
-        contexts = privileged.teacher_contexts(
-            rows, context=self.context, scored=scored.tolist(), count_tokens=self._count_tokens,
-            budget=self.cfg.max_privileged_prompt_length, templates=self.cfg.privileged_templates,
-            correct=correct.tolist(), texts=texts, step=step, sibling_choice=self.cfg.sibling_choice,
-            sibling_fallback=self.cfg.sibling_fallback, sibling_strip_thinking=self.cfg.sibling_strip_thinking,
-        )
         teacher_rows = [i for i, ctx in enumerate(contexts) if ctx.messages is not None]
-        teacher_prompts = [self._render(contexts[i].messages) for i in teacher_rows]
-        calls = _CallCounter(compute_log_prob)
-        scored_log_probs = self.score(teacher_prompts, [responses[i] for i in teacher_rows], calls)
-
-        old = data["old_log_probs"].unbind()
-        teacher = list(old)  # unscored rows get s: Δ = 0
-        for i, log_probs in zip(teacher_rows, scored_log_probs):
-            teacher[i] = log_probs.to(old[i].dtype)
-        has_teacher = torch.zeros(n, dtype=torch.bool)
-        has_teacher[teacher_rows] = True
-        self.check_finite(teacher, old, response_mask, rows, has_teacher)
-        self.warn_once_if_16_bit(data["old_log_probs"].dtype, *(lp.dtype for lp in scored_log_probs[:1]))
-
-        fields = TensorDict(
-            {"teacher_log_probs": _nested(teacher), "has_teacher": has_teacher, "correct": correct}, batch_size=[n]
-        )
-        metrics = self.metrics(
-            rows=rows, real=real, correct=correct, scored=scored, contexts=contexts,
-            probe_texts=[texts[i] for i in probe], scores=scores, teacher_prompts=teacher_prompts,
-            teacher_rows=teacher_rows, prompts=prompts, response_mask=response_mask,
-        )
-        metrics.update(calls.metrics())
-        means = scored_log_prob_means(_nested(teacher).to_padded_tensor(0.0), padded["old_log_probs"], response_mask,
-                                      has_teacher)
-        metrics.update({f"rlrt/{key}": value for key, value in means.items()})
+        teacher_prompts, scored_log_probs, rows_sent = [], [], 0
+        if teacher_rows:  # no batch and no call when no row needs τ (e.g. once λ = 0)
+            with simple_timer("batch", timing):
+                teacher_prompts = [self.render(contexts[i].messages) for i in teacher_rows]
+                teacher_responses = [responses[i] for i in teacher_rows]
+                batch = build_teacher_batch(teacher_prompts, teacher_responses, self.layout, self.pad_id)
+                rows_sent = len(batch)  # data-parallel padding included
+            with simple_timer("forward", timing):
+                scored_log_probs = response_log_probs(compute_log_prob(batch), batch, len(teacher_rows))
+        with simple_timer("outputs", timing):
+            old = data["old_log_probs"].unbind()
+            teacher = list(old)  # unscored rows get s: Δ = 0
+            for i, log_probs in zip(teacher_rows, scored_log_probs):
+                teacher[i] = log_probs.to(old[i].dtype)
+            has_teacher = torch.zeros(n, dtype=torch.bool)
+            has_teacher[teacher_rows] = True
+            check_finite(teacher, old, response_mask, rows, has_teacher)
+            self.warn_once_if_16_bit(data["old_log_probs"].dtype, *(lp.dtype for lp in scored_log_probs[:1]))
+            fields = TensorDict({"teacher_log_probs": tu.nested_tensor_from_tensor_list(teacher),
+                                 "has_teacher": has_teacher, "correct": correct}, batch_size=[n])
+        with simple_timer("metrics", timing):
+            metrics = teacher_metrics(
+                uids=uids, real=real, correct=correct, scores=scores, gate=cfg.gate, contexts=contexts,
+                teacher_rows=teacher_rows, prompt_lens=[len(p) for p in prompts],
+                teacher_prompt_lens=[len(p) for p in teacher_prompts], response_mask=response_mask,
+                probe_texts=[texts[i] for i in probe], cue=privileged.CUE_PHRASES[self.context],
+            )
+            means = scored_log_prob_means(tu.nested_tensor_from_tensor_list(teacher).to_padded_tensor(0.0), padded["old_log_probs"],
+                                          response_mask, has_teacher)
+            metrics.update({f"rlrt/{key}": value for key, value in means.items()})
+        metrics.update({
+            "rlrt/teacher_calls": float(bool(teacher_rows)),
+            "rlrt/teacher_rows_sent": float(rows_sent),
+            "rlrt/teacher_forward_s": timing.get("forward", 0.0),
+        })
+        metrics.update({f"timing_s/teacher/{part}": seconds for part, seconds in timing.items()})
         return fields, metrics
-
-    # ------------------------------------------------------------------ pieces
-
-    def check_student_prompts(self, rows: Sequence[privileged.RowInfo], prompts: Sequence[torch.Tensor],
-                              real: torch.Tensor) -> None:
-        """Re-render each real row's student messages; they must equal the stored prompt ids token for token."""
-        for row, stored in zip(rows, prompts):
-            if not real[row.index]:
-                continue
-            rendered = self._render(list(row.messages))
-            if len(rendered) > self.prompt_length:
-                raise ValueError(
-                    f"{row.where()}: the student prompt is {len(rendered)} tokens, over rollout.prompt_length="
-                    f"{self.prompt_length} (data.max_prompt_length), and verl left-truncated it; the teacher would "
-                    "see a different question. Set data.filter_overlong_prompts=True or raise data.max_prompt_length"
-                )
-            if rendered != stored.tolist():
-                raise ValueError(
-                    f"{row.where()}: re-rendering raw_prompt gives {len(rendered)} tokens that differ from the "
-                    f"{len(stored)} stored prompt tokens; the teacher prompt would not match the student's. Check "
-                    "data.apply_chat_template_kwargs and the model's chat template; the teacher step serves only "
-                    "actor_rollout_ref.rollout.agent.default_agent_loop=single_turn_agent with "
-                    "actor_rollout_ref.rollout.multi_turn.enable=false and no agent_name column naming another loop"
-                )
-
-    def rows_to_score(self, rm_scores: torch.Tensor, response_mask: torch.Tensor, rows: Sequence[privileged.RowInfo],
-                      real: torch.Tensor, correct: torch.Tensor, step: int) -> torch.Tensor:
-        """Rows whose Â depends on τ: real rows with response tokens, and for rlrt/rlsd passing the gate
-        with A ≠ 0 (with KL in the reward A is unknown here, so A ≠ 0 is assumed) — none once λ_k = 0 and no
-        distillation loss reads τ (Â = A then); every such row under ``rlrt.score_all_rows``."""
-        candidates = real & (response_mask.sum(-1) > 0)  # [B]
-        if self.cfg.score_all_rows or self.adv_estimator not in WEIGHTED_ESTIMATORS:
-            return candidates
-        if self.cfg.lambda_at(step) == 0.0 and self.cfg.distill_loss_coef == 0.0:
-            return torch.zeros_like(candidates)
-        gate = correct if self.cfg.gate == "correct" else torch.ones_like(correct)  # [B]
-        if self.use_kl_in_reward:
-            return candidates & gate
-        index = np.array([row.uid for row in rows], dtype=object)
-        adv = grpo_advantages(rm_scores, response_mask, index, self.algorithm_config)  # [B, T]
-        return candidates & gate & (adv != 0).any(-1)
-
-    def sibling_rows(self, rows: Sequence[privileged.RowInfo], correct: torch.Tensor,
-                     scored: torch.Tensor) -> list[int]:
-        """Rows whose text can become a sibling context: under the rollout context, each correct row of a uid group
-        that has a scored row other than itself (``teacher_contexts`` draws a scored row's sibling from the correct
-        rows of its own group only); no row under the answer and solution contexts."""
-        if self.context != "rollout":
-            return []
-        scored_in_group: dict[str, int] = {}
-        for row, is_scored in zip(rows, scored.tolist()):
-            scored_in_group[row.uid] = scored_in_group.get(row.uid, 0) + is_scored
-        return [row.index for row, is_correct, is_scored in zip(rows, correct.tolist(), scored.tolist())
-                if is_correct and scored_in_group[row.uid] > is_scored]
-
-    @staticmethod
-    def leak_probe_rows(real: torch.Tensor, step: int) -> list[int]:
-        """The rollouts the ``rlrt/leak_cue_rate`` probe reads: every real row when there are at most
-        ``LEAK_PROBE_ROWS``, else that many drawn uniformly with ``random.Random(step)`` (the same rows for a given
-        step and batch, others at the next step), so the probe decodes a bounded number of responses per step."""
-        real_rows = real.nonzero().flatten().tolist()
-        if len(real_rows) <= LEAK_PROBE_ROWS:
-            return real_rows
-        return sorted(random.Random(step).sample(real_rows, LEAK_PROBE_ROWS))
-
-    def decode(self, responses: Sequence[torch.Tensor], wanted: Sequence[int]) -> list[str]:
-        """The text of the responses in ``wanted``, special tokens skipped (so up to and excluding EOS); "" for every
-        other row. Only the rows of ``sibling_rows`` and ``leak_probe_rows`` need text (decoding all 2048 × 16 k
-        tokens of a paper-scale step took 12 one-core seconds, docs/performance.md); ``teacher_contexts`` also
-        reads the "" of a correct row that no scored row can draw, and takes it for no text."""
-        wanted = sorted(set(wanted))
-        texts = [""] * len(responses)
-        decoded = self.tokenizer.batch_decode([responses[i].tolist() for i in wanted], skip_special_tokens=True)
-        for i, text in zip(wanted, decoded):
-            texts[i] = text
-        return texts
-
-    def score(self, prompt_ids: Sequence[list[int]], response_ids: Sequence[torch.Tensor],
-              compute_log_prob: ComputeLogProb) -> list[torch.Tensor]:
-        """τ over each response: one ``compute_log_prob`` call on rows ``prompt ‖ response`` (padded to the layout)."""
-        if not prompt_ids:
-            return []
-        prompts = [torch.tensor(p, dtype=torch.int64) for p in prompt_ids]
-        responses = [r.to(torch.int64) for r in response_ids]
-        masks = [torch.ones(len(r), dtype=torch.int64) for r in responses]
-        n_pad = -len(prompts) % self.layout.multiple()
-        pad = torch.tensor([self.pad_id], dtype=torch.int64)
-        prompts += [pad] * n_pad  # minimal rows for the data-parallel split; never read back
-        responses += [pad] * n_pad
-        masks += [torch.zeros(1, dtype=torch.int64)] * n_pad
-        input_ids = [torch.cat([p, r]) for p, r in zip(prompts, responses)]
-        td = TensorDict(
-            {
-                "input_ids": _nested(input_ids),
-                "position_ids": _nested([torch.arange(len(x)) for x in input_ids]),
-                "prompts": _nested(prompts),
-                "responses": _nested(responses),
-                "response_mask": _nested(masks),
-                "loss_mask": _nested(masks),
-            },
-            batch_size=[len(input_ids)],
-        )
-        meta: dict[str, Any] = dict(temperature=self.layout.temperature, compute_loss=False, calculate_entropy=False)
-        if self.layout.max_token_len_per_gpu:
-            meta["max_token_len_per_gpu"] = max(self.layout.max_token_len_per_gpu, max(len(x) for x in input_ids))
-        if self.layout.no_lora_adapter:
-            meta["no_lora_adapter"] = True
-        tu.assign_non_tensor(td, **meta)
-        out = compute_log_prob(td)
-        log_probs = response_from_nested(out["log_probs"], td["response_mask"]).unbind()
-        return list(log_probs[: len(prompt_ids)])
 
     def warn_once_if_16_bit(self, *dtypes: torch.dtype) -> None:
         """Warn once per run when the student's or the teacher's log-probs arrive in 16 bits: Δ is then quantised."""
@@ -309,62 +395,3 @@ class TeacherStep:
             "cross-entropy kernel: install flash-attn and leave VERL_DISABLE_FLASH_ATTN_CE unset (or run the actor "
             "in fp32, as recipes/env/cpu.yaml does). docs/methods.md, 'Numerics'", low[0],
         )
-
-    def check_finite(self, teacher: Sequence[torch.Tensor], old: Sequence[torch.Tensor], response_mask: torch.Tensor,
-                     rows: Sequence[privileged.RowInfo], has_teacher: torch.Tensor) -> None:
-        """NaN/inf in τ or s on a response token of a scored row is an error naming the row."""
-        for name, values in (("teacher log-prob τ", teacher), ("old log-prob s", old)):
-            padded = _nested(values).to_padded_tensor(0.0)  # [B, T]
-            bad = [i for i in nonfinite_rows(padded, response_mask) if has_teacher[i]]
-            if bad:
-                raise ValueError(
-                    f"non-finite {name} on response tokens of {rows[bad[0]].where()}"
-                    + (f" and {len(bad) - 1} more rows" if len(bad) > 1 else "")
-                    + "; check the model's numerics (fp32 mixed precision on CPU) and rollout.temperature"
-                )
-
-    def metrics(self, *, rows, real, correct, scored, contexts, probe_texts, scores, teacher_prompts, teacher_rows,
-                prompts, response_mask) -> dict[str, float]:
-        """The teacher-side ``rlrt/*`` metrics of the step, over real rows only. ``rlrt/leak_cue_rate`` is over
-        ``probe_texts``, the decoded ``leak_probe_rows``: all real rollouts up to 64, else 64 drawn with
-        ``random.Random(step)`` (0.0 when the step has no real row)."""
-        n_real = int(real.sum())
-        gate = correct if (self.cfg.gate == "correct") else real
-        groups: dict[str, list[float]] = {}
-        for row, score in zip(rows, scores.tolist()):
-            if real[row.index]:
-                groups.setdefault(row.uid, []).append(score)
-        degenerate = sum(len(g) >= 2 and len(set(g)) == 1 for g in groups.values())
-        response_lens = response_mask.sum(-1)  # [B]
-        student_lens = [len(prompts[i]) + int(response_lens[i]) for i in range(len(rows)) if real[i]]
-        teacher_lens = [len(p) + int(response_lens[i]) for p, i in zip(teacher_prompts, teacher_rows)]
-        student_tokens, teacher_tokens = sum(student_lens), sum(teacher_lens)
-        cue = privileged.CUE_PHRASES[self.context]
-        metrics = {
-            "rlrt/gate_pass_frac": float((gate & real).sum()) / max(n_real, 1),
-            "rlrt/degenerate_group_frac": degenerate / max(len(groups), 1),
-            "rlrt/scored_row_frac": len(teacher_rows) / max(n_real, 1),
-            "rlrt/teacher_token_ratio": teacher_tokens / max(student_tokens, 1),
-            # sizes of the two forwards (real rows only), for FLOP estimates: Σ L for the dense part, Σ L² for attention
-            "rlrt/real_rows": float(n_real),
-            "rlrt/scored_rows": float(len(teacher_rows)),
-            "rlrt/student_tokens": float(student_tokens),
-            "rlrt/teacher_tokens": float(teacher_tokens),
-            "rlrt/student_sq_tokens": float(sum(n * n for n in student_lens)),
-            "rlrt/teacher_sq_tokens": float(sum(n * n for n in teacher_lens)),
-            "rlrt/leak_cue_rate": privileged.leak_cue_rate(probe_texts, cue) if probe_texts else 0.0,
-        }
-        counts = privileged.case_counts([ctx for ctx, r in zip(contexts, real) if r])
-        metrics.update({f"rlrt/context/{case}": float(count) for case, count in counts.items()})
-        return metrics
-
-    def _render(self, messages: list[dict[str, Any]]) -> list[int]:
-        """Prompt ids of ``messages`` with the generation prefix, as the agent loop renders them (cached per step:
-        the budget check and the teacher batch render the same messages)."""
-        key = json.dumps(messages, sort_keys=True, default=str)
-        if key not in self._rendered:
-            self._rendered[key] = list(self.builder.build_initial_tokens(messages))
-        return self._rendered[key]
-
-    def _count_tokens(self, messages: list[dict[str, Any]]) -> int:
-        return len(self._render(messages))

@@ -17,7 +17,6 @@ import logging
 import numpy as np
 import ray
 import transfer_queue as tq
-from omegaconf import OmegaConf
 from tensordict import TensorDict
 from transfer_queue import KVBatchMeta
 from verl.protocol import DataProto
@@ -36,7 +35,13 @@ from rlrt_recipe.integration.loss import installed_loss_fn
 from rlrt_recipe.integration.preflight import SINGLE_TURN_AGENT, preflight_train_dataset
 from rlrt_recipe.integration.registry import missing_registrations
 from rlrt_recipe.integration.estimators import grpo_advantages
-from rlrt_recipe.integration.teacher import INPUT_FIELDS, OUTPUT_FIELDS, TeacherBatchLayout, TeacherStep
+from rlrt_recipe.integration.teacher import (
+    INPUT_FIELDS,
+    OUTPUT_FIELDS,
+    TeacherBatchLayout,
+    TeacherStep,
+    chat_template_kwargs,
+)
 
 logger = logging.getLogger("rlrt_recipe")
 
@@ -183,11 +188,9 @@ class RlrtSyncTrainer(PPOTrainerSync):
             temperature=float(rollout.temperature),
             no_lora_adapter=self.rlrt_cfg.teacher == "frozen",
         )
-        chat_kwargs = data.get("apply_chat_template_kwargs", None)
-        chat_kwargs = OmegaConf.to_container(chat_kwargs, resolve=True) if chat_kwargs is not None else {}
         return TeacherStep(
             rlrt_cfg=self.rlrt_cfg, adv_estimator=self.adv_estimator, tokenizer=self.tokenizer,
-            hf_model_type=getattr(self.hf_config, "model_type", None), chat_template_kwargs=chat_kwargs,
+            hf_model_type=getattr(self.hf_config, "model_type", None), chat_template_kwargs=chat_template_kwargs(data),
             prompt_length=int(rollout.prompt_length), layout=layout, algorithm_config=self.config.algorithm,
             use_kl_in_reward=bool(self.config.algorithm.use_kl_in_reward),
         )
