@@ -21,16 +21,14 @@ pool's workers).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
 import random
-import statistics
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 from rlrt_recipe.reward import MAX_ANSWER_CHARS, POOL_WORKERS, compute_score, is_equivalent, last_boxed
+from rlrt_recipe.testing.bench import timed, write_json
 
 # gold -> (equivalent forms, wrong answers), as models write them
 ANSWERS = {
@@ -82,18 +80,6 @@ def score_all(score, pairs: list[tuple[str, str]], threads: int) -> list[float]:
         return list(pool.map(lambda pair: score(*pair), pairs))
 
 
-def timed(call, repeats: int) -> tuple[float, float]:
-    """(median, min) wall seconds of ``call()`` over ``repeats`` runs, after one warm-up run. The minimum is the
-    figure least disturbed by other processes on a shared machine; the median is the headline."""
-    call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), min(times)
-
-
 def bench_threads(pairs: list[tuple[str, str]], threads: int, repeats: int) -> dict:
     """ms per answer of both paths from ``threads`` threads, and pool / in-thread."""
     row = {"threads": threads, "ms_per_answer": {}, "min_ms_per_answer": {}}
@@ -142,10 +128,7 @@ def main() -> None:
         ms = row["ms_per_answer"]
         print(f"{threads:>7} {ms['in_thread']:>12.2f} {ms['pool']:>8.2f} {row['ratio']:>6.2f} {row['min_ratio']:>9.2f}",
               flush=True)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(result, fh, indent=2)
-        print(f"json: {args.json}")
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -20,10 +20,7 @@ tensor, i.e. what reshaping A costs in units of memory traffic.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import statistics
-import time
 
 import numpy as np
 import torch
@@ -32,6 +29,7 @@ from verl.trainer.ppo.core_algos import get_adv_estimator_fn
 
 import rlrt_recipe.integration.estimators  # noqa: F401  (registers rlrt, rlsd, opsd, grpo_opsd with verl)
 from rlrt_recipe.config import RlrtConfig
+from rlrt_recipe.testing.bench import timed, write_json
 
 OURS = ("rlrt", "rlsd", "opsd", "grpo_opsd")
 FULL_SIZES = ((64, 1024), (128, 2048), (256, 4096), (512, 2048), (512, 8192))
@@ -52,18 +50,6 @@ def make_inputs(rollouts: int, tokens: int, group: int, seed: int = 0) -> dict:
     old = -5 * torch.rand(rollouts, tokens, generator=gen)  # [B, T] s
     teacher = -5 * torch.rand(rollouts, tokens, generator=gen)  # [B, T] τ
     return dict(rewards=rewards, mask=mask, index=index, old=old, teacher=teacher, correct=scores >= 0.5)
-
-
-def timed(call, repeats: int) -> tuple[float, float]:
-    """(median, min) wall seconds of ``call()`` over ``repeats`` runs, after one warm-up run. The minimum is the
-    figure least disturbed by other processes on a shared machine; the median is the headline."""
-    call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), min(times)
 
 
 def bench_size(rollouts: int, tokens: int, *, group: int, repeats: int) -> dict:
@@ -141,10 +127,7 @@ def main() -> None:
                           "target_met": worst <= TARGET_RATIO}
     print(f"headline {headline['rollouts']} x {headline['tokens']}: worst ours/grpo = {worst:.2f} "
           f"(target <= {TARGET_RATIO}: {'met' if worst <= TARGET_RATIO else 'MISSED'})")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(result, fh, indent=2)
-        print(f"json: {args.json}")
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":

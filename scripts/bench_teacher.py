@@ -47,7 +47,6 @@ when there is more than one step):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import threading
@@ -62,6 +61,7 @@ from transformers import Qwen2ForCausalLM
 from rlrt_recipe.logs import read_metrics
 from rlrt_recipe.testing import TinyModelSpec, build_tiny_model, write_math_parquet
 from rlrt_recipe.testing.launch import ROOT, run_cpu_demo
+from rlrt_recipe.testing.bench import write_json
 
 METHODS = {"rlsd": "answer", "rlrt": "rollout"}  # estimator -> privileged context it uses
 TARGET_TIME_OVER_FLOPS = 1.10
@@ -319,10 +319,7 @@ def main() -> None:
         steps, passes, wall = launch(method, size, model_dir, data_dir, experiment)
         result["methods"].append(summarize(method, steps, passes, wall, model))
     print_result(result)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(result, fh, indent=2)
-        print(f"json: {args.json}")
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":
