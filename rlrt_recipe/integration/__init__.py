@@ -1,4 +1,4 @@
-"""verl glue: the registered estimators and policy loss, the teacher step, the rlrt_sync trainer, the reward.
+"""verl glue: the registered estimators and policy loss, the teacher step, the pre-flight, the rlrt_sync trainer.
 
 No formula lives here: every number is computed by ``rlrt_recipe.signals``.
 """
