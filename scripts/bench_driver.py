@@ -4,12 +4,12 @@
     python scripts/bench_driver.py --tiny                 # CI: 64 rows x 256 tokens, small BPE, every field printed
     python scripts/bench_driver.py --json out.json
 
-Once per training step ``TeacherStep.run`` (rlrt_recipe/integration/teacher.py) runs serially on the driver:
-re-render and check the student prompts, choose the rows to score, decode the responses that need text, build the privileged
-teacher contexts (``privileged.teacher_contexts``, which tokenises every sibling prompt for its length budget),
-tokenise the teacher prompts, build the teacher TensorDict, then collect the fields and the ``rlrt/*`` metrics.
-This script times that part alone: ``compute_log_prob`` is ``zero_log_probs``, a function returning zeros of the
-nested shape the actor returns (one per input token), and its own time is reported apart and left out.
+Once per training step ``TeacherStep.run`` (rlrt_recipe/integration/teacher.py) runs serially on the driver and
+times its own parts (``timing_s/teacher/<part>``: rows, select, decode, contexts — which tokenises every sibling
+prompt for its length budget —, batch, forward, outputs, metrics). This script runs it once on a synthetic
+paper-scale batch and reports those seconds. ``compute_log_prob`` is ``zero_log_probs``, a function returning
+zeros of the nested shape the engine returns (one per input token), so ``forward`` is no model's time and is
+left out of the driver figures.
 
 The step (``--tiny`` in brackets): 128 [4] uids x 16 rollouts = 2048 [64] rows, every response 16384 [256]
 tokens (the response-length limit, as a long-reasoning policy hits it; EOS last), prompts of ~320 [~120] tokens
@@ -25,13 +25,8 @@ merges and the tiny model's ChatML chat template and special tokens; ``hf_model_
 continuous-token builder, as in training. It is cached under the work directory.
 
 One core: ``RAYON_NUM_THREADS=1`` and ``TOKENIZERS_PARALLELISM=false`` are set before ``tokenizers`` loads and
-``torch.set_num_threads(1)``. Per part the script reports process CPU seconds (one thread, so one-core seconds)
-and wall seconds, each as the part's self time (a part nested in another, such as the token counting inside
-``teacher_contexts`` or the fake forward inside ``score``, is subtracted from it). The split comes from
-``timed_parts``, which calls TeacherStep's methods and the privileged functions in the order ``run`` does; the
-script then runs ``TeacherStep.run`` itself on the same batch, checks its fields and metrics equal the split's,
-and reports its driver seconds (wall minus the fake forward) next to the sum of the parts. One what-if is
-measured apart: the row fields with each non-tensor column read once (``row_infos_columns_once``).
+``torch.set_num_threads(1)``. The parts are run()'s wall seconds on that one thread; the script also reports the
+process CPU seconds of the whole run minus the fake forward's (one-core seconds, whatever the machine's load).
 
 Projection (not measured): the teacher forward of that batch on 8 x H100 at 40 % of 989 TFLOP/s (dense bf16),
 with docs/performance.md's FLOP model F = 2·N·ΣL + 2·n_layers·d·ΣL² (``bench_teacher.forward_flops``) over the
@@ -53,10 +48,9 @@ import itertools  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
+import resource  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
 from dataclasses import asdict, dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -68,10 +62,8 @@ from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX  # no
 from verl.trainer.config import AlgoConfig  # noqa: E402
 from verl.utils import tensordict_utils as tu  # noqa: E402
 
-from rlrt_recipe import privileged  # noqa: E402
 from rlrt_recipe.config import RlrtConfig  # noqa: E402
-from rlrt_recipe.signals import scored_log_prob_means  # noqa: E402
-from rlrt_recipe.integration.teacher import TeacherBatchLayout, TeacherStep, _nested  # noqa: E402
+from rlrt_recipe.integration.teacher import TeacherBatchLayout, TeacherStep  # noqa: E402
 from rlrt_recipe.testing.launch import ROOT  # noqa: E402
 from rlrt_recipe.testing.tiny_model import CHATML_TEMPLATE, END_OF_TEXT, IM_END, IM_START  # noqa: E402
 
@@ -81,7 +73,8 @@ from bench_teacher import forward_flops  # noqa: E402
 ESTIMATOR = "rlrt"
 TARGET_SHARE = 0.05  # driver CPU seconds / projected teacher forward
 GPUS, PEAK_FLOPS, MFU = 8, 989e12, 0.40  # H100 SXM dense bf16 peak; 40 % utilisation
-FORWARD = "fake forward (not driver)"
+TIMING = "timing_s/teacher/"
+FORWARD = "forward"  # run()'s part around compute_log_prob: the fake forward here, not driver work
 # config.json of Qwen/Qwen3-4B and Qwen/Qwen3-8B (the paper's backbones)
 QWEN3 = {
     "Qwen3-4B": dict(hidden=2560, intermediate=9728, layers=36, heads=32, kv_heads=8, head_dim=128, vocab=151936),
@@ -207,7 +200,7 @@ def build_batch(size: DriverSize, step: TeacherStep, language: MathText) -> tupl
                                                  "raw_prompt", "reward_model", "extra_info", "data_source", "uid")}
     for g in range(size.uids):
         messages = [{"role": "user", "content": f"{language.text(size.prompt_words, rng)} {INSTRUCTION}"}]
-        prompt = torch.tensor(step.builder.build_initial_tokens(messages), dtype=torch.int64)
+        prompt = torch.tensor(step.render(messages), dtype=torch.int64)
         if len(prompt) > size.max_prompt_length:
             raise ValueError(f"synthetic prompt of {len(prompt)} tokens over max_prompt_length="
                              f"{size.max_prompt_length}; lower prompt_words")
@@ -234,145 +227,9 @@ def build_batch(size: DriverSize, step: TeacherStep, language: MathText) -> tupl
 
 
 def zero_log_probs(td: TensorDict) -> TensorDict:
-    """What the actor's ``compute_log_prob`` returns, without a model: a log-prob of 0 for every input token."""
-    input_ids = td["input_ids"]  # nested [B, L_b]
-    values = torch.zeros(input_ids.values().shape[0])  # [ΣL]
-    log_probs = torch.nested.nested_tensor_from_jagged(values, offsets=input_ids.offsets())
-    return TensorDict({"log_probs": log_probs}, batch_size=[len(td)])
-
-
-# ---------------------------------------------------------------------------------------------- timing
-
-class Clock:
-    """Self time per named part, in wall and process CPU seconds: a part entered while another runs is
-    subtracted from the outer one, so the parts add up to the whole."""
-
-    def __init__(self):
-        self.wall: dict[str, float] = {}
-        self.cpu: dict[str, float] = {}
-        self._open: list[list[float]] = []  # per open part: [wall start, cpu start, wall of inner parts, cpu of inner]
-
-    @contextmanager
-    def part(self, name: str) -> Iterator[None]:
-        self.wall.setdefault(name, 0.0)  # report the parts in the order they start
-        self.cpu.setdefault(name, 0.0)
-        frame = [time.perf_counter(), time.process_time(), 0.0, 0.0]
-        self._open.append(frame)
-        try:
-            yield
-        finally:
-            self._open.pop()
-            wall, cpu = time.perf_counter() - frame[0], time.process_time() - frame[1]
-            self.wall[name] += wall - frame[2]
-            self.cpu[name] += cpu - frame[3]
-            if self._open:
-                self._open[-1][2] += wall
-                self._open[-1][3] += cpu
-
-    def timed(self, name: str, fn: Callable) -> Callable:
-        """``fn`` with every call counted as part ``name``."""
-        def call(*args, **kwargs):
-            with self.part(name):
-                return fn(*args, **kwargs)
-        return call
-
-
-def timed_parts(step: TeacherStep, data: TensorDict, is_padding: list[bool], step_no: int,
-                compute_log_prob: Callable) -> tuple[TensorDict, dict[str, float], Clock, dict, list]:
-    """``TeacherStep.run``, part by part: the same methods and privileged calls in the same order, each timed."""
-    clock = Clock()
-    step._rendered = {}
-    n = len(is_padding)
-    with clock.part("row fields"):
-        real = torch.tensor([not p for p in is_padding], dtype=torch.bool)  # [B]
-        rows = [
-            privileged.RowInfo.from_fields(
-                i, raw_prompt=data["raw_prompt"][i], reward_model=data["reward_model"][i],
-                extra_info=data["extra_info"][i], data_source=data["data_source"][i], uid=data["uid"][i],
-            )
-            for i in range(n)
-        ]
-        prompts, responses = data["prompts"].unbind(), data["responses"].unbind()
-    with clock.part("student prompt re-render check"):
-        step.check_student_prompts(rows, prompts, real)
-    with clock.part("padded tensors, correct"):
-        padded = data.select("rm_scores", "response_mask", "old_log_probs").to_padded_tensor()
-        response_mask = padded["response_mask"]  # [B, T]
-        scores = padded["rm_scores"].float().sum(-1)  # [B]
-        correct = (scores >= step.cfg.correct_threshold) & real  # [B]
-    with clock.part("row selection (GRPO)"):
-        scored = step.rows_to_score(padded["rm_scores"], response_mask, rows, real, correct, step_no)  # [B]
-    with clock.part("response decode"):
-        probe = step.leak_probe_rows(real, step_no)
-        wanted = step.sibling_rows(rows, correct, scored) + probe
-        texts = step.decode(responses, wanted)
-    with clock.part("teacher contexts"):
-        contexts = privileged.teacher_contexts(
-            rows, context=step.context, scored=scored.tolist(),
-            count_tokens=clock.timed("teacher prompt tokenisation", step._count_tokens),
-            budget=step.cfg.max_privileged_prompt_length, templates=step.cfg.privileged_templates,
-            correct=correct.tolist(), texts=texts, step=step_no, sibling_choice=step.cfg.sibling_choice,
-            sibling_fallback=step.cfg.sibling_fallback, sibling_strip_thinking=step.cfg.sibling_strip_thinking,
-        )
-        teacher_rows = [i for i, ctx in enumerate(contexts) if ctx.messages is not None]
-    with clock.part("teacher prompt tokenisation"):
-        teacher_prompts = [step._render(contexts[i].messages) for i in teacher_rows]
-    with clock.part("teacher TensorDict (score)"):
-        scored_log_probs = step.score(teacher_prompts, [responses[i] for i in teacher_rows],
-                                      clock.timed(FORWARD, compute_log_prob))
-    with clock.part("output fields, finite check"):
-        old = data["old_log_probs"].unbind()
-        teacher = list(old)
-        for i, log_probs in zip(teacher_rows, scored_log_probs):
-            teacher[i] = log_probs.to(old[i].dtype)
-        has_teacher = torch.zeros(n, dtype=torch.bool)
-        has_teacher[teacher_rows] = True
-        step.check_finite(teacher, old, response_mask, rows, has_teacher)
-        step.warn_once_if_16_bit(data["old_log_probs"].dtype, *(lp.dtype for lp in scored_log_probs[:1]))
-        fields = TensorDict(
-            {"teacher_log_probs": _nested(teacher), "has_teacher": has_teacher, "correct": correct}, batch_size=[n]
-        )
-    with clock.part("metrics (incl. leak-cue probe)"):
-        metrics = step.metrics(
-            rows=rows, real=real, correct=correct, scored=scored, contexts=contexts,
-            probe_texts=[texts[i] for i in probe], scores=scores, teacher_prompts=teacher_prompts,
-            teacher_rows=teacher_rows, prompts=prompts, response_mask=response_mask,
-        )
-        means = scored_log_prob_means(_nested(teacher).to_padded_tensor(0.0), padded["old_log_probs"], response_mask,
-                                      has_teacher)
-        metrics.update({f"rlrt/{key}": value for key, value in means.items()})
-    start = time.process_time()
-    privileged.leak_cue_rate([texts[i] for i in probe], privileged.CUE_PHRASES[step.context])  # inside metrics
-    facts = {"rows_decoded": len(set(wanted)), "leak_probe_rows": len(probe),
-             "leak_probe_cpu_s": time.process_time() - start}
-    return fields, metrics, clock, facts, rows
-
-
-def row_infos_columns_once(data: TensorDict, n: int) -> list[privileged.RowInfo]:
-    """The "row fields" part with each non-tensor column read once. ``data[key]`` rebuilds the whole column on every
-    access, so ``run``'s ``data[key][i]`` per row is quadratic in the batch; this is the part's cost without that."""
-    columns = {key: data[key] for key in ("raw_prompt", "reward_model", "extra_info", "data_source", "uid")}
-    return [
-        privileged.RowInfo.from_fields(
-            i, raw_prompt=columns["raw_prompt"][i], reward_model=columns["reward_model"][i],
-            extra_info=columns["extra_info"][i], data_source=columns["data_source"][i], uid=columns["uid"][i],
-        )
-        for i in range(n)
-    ]
-
-
-def same_outputs(a: tuple[TensorDict, dict], b: tuple[TensorDict, dict]) -> str | None:
-    """None if the fields and (shared, non-timing) metrics of two runs are equal, else what differs."""
-    (fields_a, metrics_a), (fields_b, metrics_b) = a, b
-    for key in ("has_teacher", "correct"):
-        if not torch.equal(fields_a[key], fields_b[key]):
-            return key
-    if not torch.equal(fields_a["teacher_log_probs"].values(), fields_b["teacher_log_probs"].values()):
-        return "teacher_log_probs"
-    for key in sorted(set(metrics_a) & set(metrics_b) - {"rlrt/teacher_forward_s"}):
-        if metrics_a[key] != metrics_b[key]:
-            return f"{key}: {metrics_a[key]} != {metrics_b[key]}"
-    return None
+    """What the engine's ``compute_log_prob`` returns, without a model: a log-prob of 0 for every input token."""
+    log_probs = tu.nested_tensor_from_tensor_list([torch.zeros(len(ids)) for ids in td["input_ids"].unbind()])
+    return TensorDict({"log_probs": log_probs}, batch_size=[len(td)])  # nested [B, L_b]
 
 
 # ---------------------------------------------------------------------------------------------- projection
@@ -428,25 +285,23 @@ def main() -> None:
     )
     data, is_padding = build_batch(size, step, language)
     setup_s = time.perf_counter() - start
-    print(f"setup {setup_s:.1f} s ({len(is_padding)} rows); timing the parts", flush=True)
+    print(f"setup {setup_s:.1f} s ({len(is_padding)} rows); timing TeacherStep.run", flush=True)
 
-    fields, metrics, clock, facts, rows = timed_parts(step, data, is_padding, 1, zero_log_probs)
-    print("timing TeacherStep.run", flush=True)
-    run_clock = Clock()
-    with run_clock.part("TeacherStep.run"):
-        run_out = step.run(data, is_padding, 1, run_clock.timed(FORWARD, zero_log_probs))
-    mismatch = same_outputs((fields, metrics), run_out)
-    if mismatch:
-        raise SystemExit(f"timed_parts no longer mirrors TeacherStep.run ({mismatch} differs); update it to the "
-                         "current run() before reading its split")
-    what_if = Clock()
-    with what_if.part("row fields, each column read once"):
-        if row_infos_columns_once(data, len(is_padding)) != rows:
-            raise SystemExit("row_infos_columns_once builds other rows than TeacherStep.run")
+    fake = {"cpu_s": 0.0, "wall_s": 0.0}  # the fake forward alone; run()'s `forward` also slices τ out of it
 
-    parts = {name: {"cpu_s": clock.cpu[name], "wall_s": clock.wall[name]} for name in clock.cpu}
-    driver_cpu = sum(p["cpu_s"] for name, p in parts.items() if name != FORWARD)
-    driver_wall = sum(p["wall_s"] for name, p in parts.items() if name != FORWARD)
+    def fake_forward(td: TensorDict) -> TensorDict:
+        wall, cpu = time.perf_counter(), time.process_time()
+        out = zero_log_probs(td)
+        fake["wall_s"] += time.perf_counter() - wall
+        fake["cpu_s"] += time.process_time() - cpu
+        return out
+
+    cpu = time.process_time()
+    fields, metrics = step.run(data, is_padding, 1, fake_forward)
+    run_cpu_s = time.process_time() - cpu
+
+    parts = {key.removeprefix(TIMING): seconds for key, seconds in metrics.items() if key.startswith(TIMING)}
+    driver_cpu_s = run_cpu_s - fake["cpu_s"]
     result = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                     "torch_threads": torch.get_num_threads(), "rayon_threads": os.environ["RAYON_NUM_THREADS"],
@@ -456,20 +311,21 @@ def main() -> None:
                       "pre_tokenizer": "Qwen2 PRETOKENIZE_REGEX + ByteLevel"},
         "step": {
             "rows": len(is_padding), "correct_rows": int(fields["correct"].sum()),
-            "scored_rows": int(metrics["rlrt/scored_rows"]),
+            "scored_rows": int(metrics["rlrt/scored_rows"]), "rows_sent": int(metrics["rlrt/teacher_rows_sent"]),
             "contexts": {k.split("/", 2)[2]: v for k, v in metrics.items() if k.startswith("rlrt/context/")},
             "student_tokens": metrics["rlrt/student_tokens"], "teacher_tokens": metrics["rlrt/teacher_tokens"],
-            "teacher_sq_tokens": metrics["rlrt/teacher_sq_tokens"], **facts,
+            "teacher_sq_tokens": metrics["rlrt/teacher_sq_tokens"],
         },
-        "parts": parts,
-        "driver_cpu_s": driver_cpu,
-        "driver_wall_s": driver_wall,
-        "run": {"driver_cpu_s": run_clock.cpu["TeacherStep.run"], "driver_wall_s": run_clock.wall["TeacherStep.run"],
-                "fake_forward_wall_s": run_clock.wall[FORWARD], "outputs_equal_split": True},
-        "what_if": {name: {"cpu_s": what_if.cpu[name], "wall_s": what_if.wall[name]} for name in what_if.cpu},
-        "projection": projection(metrics, driver_cpu),
+        "parts_s": parts,  # run()'s own timing_s/teacher/<part>, wall seconds on one thread
+        "driver_s": sum(s for name, s in parts.items() if name != FORWARD),
+        "run_cpu_s": run_cpu_s,
+        "fake_forward": fake,
+        "driver_cpu_s": driver_cpu_s,  # run's process CPU seconds minus the fake forward's
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,  # ru_maxrss is in KiB on Linux
+        "projection": projection(metrics, driver_cpu_s),
         "target_share": TARGET_SHARE,
         "setup_s": setup_s,
+        "metrics": metrics,
     }
     result["total_s"] = time.perf_counter() - start
     print_result(result)
@@ -486,22 +342,23 @@ def print_result(result: dict) -> None:
           f"{size['response_length']} response tokens; tokenizer: {tok['merges']} merges, vocab {tok['vocab']} "
           f"({tok['pre_tokenizer']})")
     print("  " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in stepinfo.items()))
-    print(f"{'part (self time)':<36} {'cpu s':>9} {'wall s':>9} {'share':>6}")
-    for name, part in result["parts"].items():
-        share = "" if name == FORWARD else f"{part['cpu_s'] / result['driver_cpu_s']:>6.1%}"
-        print(f"{name:<36} {part['cpu_s']:>9.3f} {part['wall_s']:>9.3f} {share:>6}")
-    print(f"{'driver total (parts, no forward)':<36} {result['driver_cpu_s']:>9.3f} {result['driver_wall_s']:>9.3f}")
-    run = result["run"]
-    print(f"{'TeacherStep.run (no forward)':<36} {run['driver_cpu_s']:>9.3f} {run['driver_wall_s']:>9.3f}"
-          f"  (outputs equal the split's: {run['outputs_equal_split']})")
-    for name, part in result["what_if"].items():
-        print(f"what if: {name} (vs 'row fields' above): {part['cpu_s']:.3f} cpu s, {part['wall_s']:.3f} wall s")
+    print(f"{'TeacherStep.run part (timing_s/teacher)':<44} {'s':>9} {'share':>6}")
+    for name, seconds in result["parts_s"].items():
+        if name == FORWARD:
+            print(f"{name + ' (fake forward + τ slicing, not driver)':<44} {seconds:>9.3f}")
+        else:
+            print(f"{name:<44} {seconds:>9.3f} {seconds / result['driver_s']:>6.1%}")
+    print(f"{'driver total (parts except forward)':<44} {result['driver_s']:>9.3f}")
+    print(f"{'driver CPU s (run minus the fake forward)':<44} {result['driver_cpu_s']:>9.3f}"
+          f"  (run {result['run_cpu_s']:.3f} CPU s, fake forward {result['fake_forward']['cpu_s']:.3f} CPU s / "
+          f"{result['fake_forward']['wall_s']:.3f} s)")
+    print(f"peak RSS {result['peak_rss_gib']:.2f} GiB (batch + run)")
     proj = result["projection"]
     print(f"PROJECTION, not measured: teacher forward of the scored rows on {proj['gpus']} x H100 at "
           f"{proj['mfu']:.0%} of {proj['peak_flops_per_gpu'] / 1e12:.0f} TFLOP/s")
     for name, row in proj["backbones"].items():
         print(f"  {name:<9} N={row['matmul_params'] / 1e9:.2f}e9  F={row['teacher_flops']:.3e}  "
-              f"forward {row['forward_s']:.1f} s  driver/forward {row['driver_share']:.1%} "
+              f"forward {row['forward_s']:.1f} s  driver CPU/forward {row['driver_share']:.1%} "
               f"(target <= {result['target_share']:.0%}: {'met' if row['target_met'] else 'MISSED'})")
     print(f"setup {result['setup_s']:.1f} s, total {result['total_s']:.1f} s")
 
