@@ -3,10 +3,15 @@
 ``algorithm.adv_estimator`` is the one source of truth for the method; the method-dependent fields below
 default to null and ``resolved`` fills them from the member table of docs/methods.md:
 
-    estimator   direction  gate     eps_w                                   λ schedule                context
-    rlsd        +1         all      0.2                                     linear_decay 0.5, K = 50  answer
-    rlrt        −1         correct  1.0 base / 0.5 instruct / 0.2 thinking  constant 0.5              rollout
-    opsd, grpo_opsd, and the distillation loss on any other estimator:                                solution
+    estimator   direction  gate     eps_w                                   λ schedule                   context
+    rlsd        +1         all      0.2                                     linear_decay 0.5, K = 50     answer
+    rlrt        −1         correct  1.0 base / 0.5 instruct / 0.2 thinking  base: constant 0.5;          rollout
+                                                                            instruct, thinking:
+                                                                            linear_decay 0.5, K = 30
+    opsd, grpo_opsd, and the distillation loss on any other estimator:                                   solution
+
+(RLRT Table 5: λ_init 0.5, best ε_w per backbone, λ decay over 50 steps for RLSD, none on base backbones and
+over 30 steps on instruct and thinking for RLRT — linear like RLSD's is our reading of the shape.)
 """
 
 from __future__ import annotations
@@ -37,9 +42,12 @@ ESTIMATOR_FORMS: dict[str, str] = {
     "rlsd": "reweighted",  # the same form, w following the teacher on every rollout
     "opsd": "gain",  # Â = Δ
     "grpo_opsd": "grpo_plus_gain",  # Â = A + β·Δ
+    "grpo_eb": "entropy_bonus",  # Â = A + min(α·H, |A|/κ), H the token entropy (Cheng et al.); no teacher
 }
-#: Estimators whose advantage reads the teacher (all of ours).
-TEACHER_ESTIMATORS = tuple(ESTIMATOR_FORMS)
+#: Estimators whose advantage reads the teacher (all of ours but the entropy bonus).
+TEACHER_ESTIMATORS = tuple(name for name, form in ESTIMATOR_FORMS.items() if form != "entropy_bonus")
+#: Estimators that add the entropy bonus ψ to A (they use eb_alpha, eb_kappa).
+ENTROPY_BONUS_ESTIMATORS = tuple(name for name, form in ESTIMATOR_FORMS.items() if form == "entropy_bonus")
 #: Estimators that reweight A with the token weight w_t (they use direction, gate, eps_w, lambda_*).
 WEIGHTED_ESTIMATORS = tuple(name for name, form in ESTIMATOR_FORMS.items() if form == "reweighted")
 #: The policy loss this package registers: verl's surrogate plus the self-distillation term (RLSD's GRPO+OPSD).
@@ -50,14 +58,21 @@ TEACHERS = ("live", "frozen")
 # verl's kl_penalty estimators (core_algos.kl_penalty_forward); a trailing "+" adds the k2 straight-through.
 KL_TYPES = ("kl", "k1", "abs", "mse", "k2", "low_var_kl", "k3", "k1+", "k3+", "low_var_kl+")
 
+# RLRT Table 5: the best ε_w per backbone kind, and λ decay none on base, over 30 steps on instruct and thinking.
 _RLRT_EPS_W = {"base": 1.0, "instruct": 0.5, "thinking": 0.2}
-# Member defaults for the null fields; rlrt's eps_w comes from backbone_kind.
+_RLRT_LAMBDA = {
+    "base": dict(lambda_schedule="constant"),
+    "instruct": dict(lambda_schedule="linear_decay", lambda_decay_steps=30),
+    "thinking": dict(lambda_schedule="linear_decay", lambda_decay_steps=30),
+}
+# Member defaults for the null fields; rlrt's eps_w and λ schedule come from backbone_kind.
 _MEMBER_DEFAULTS: dict[str, dict[str, Any]] = {
     "rlsd": dict(direction=1, gate="all", eps_w=0.2, lambda_schedule="linear_decay", lambda_0=0.5,
                  lambda_decay_steps=50, context="answer"),
-    "rlrt": dict(direction=-1, gate="correct", lambda_schedule="constant", lambda_0=0.5, context="rollout"),
+    "rlrt": dict(direction=-1, gate="correct", lambda_0=0.5, context="rollout"),
 }
 _WEIGHT_FIELDS = ("direction", "gate", "eps_w", "lambda_schedule", "lambda_0", "lambda_decay_steps")
+_ENTROPY_BONUS_FIELDS = ("eb_alpha", "eb_kappa")
 
 
 @dataclass
@@ -69,6 +84,7 @@ class RlrtConfig:
     ``lambda_0``, ``lambda_decay_steps``.
     Distillation (opsd, grpo_opsd, the self_distill loss): ``distill_adv_coef``, ``distill_loss_coef``, ``distill_kl_type``,
     ``distill_loss_max_clamp``.
+    Entropy bonus (grpo_eb): ``eb_alpha``, ``eb_kappa``.
     Teacher: ``teacher``, ``context``, ``privileged_templates``, ``max_privileged_prompt_length``,
     ``sibling_choice``, ``sibling_fallback``, ``sibling_strip_thinking``, ``score_all_rows``, ``preflight_skip``.
     """
@@ -83,13 +99,13 @@ class RlrtConfig:
     eps_w: float | None = None
     """Clip of the token weight w to [1 - eps_w, 1 + eps_w], in (0, 1]; null = the estimator's (rlrt: by backbone_kind)."""
     backbone_kind: str = "base"
-    """base | instruct | thinking: picks rlrt's eps_w (1.0 / 0.5 / 0.2)."""
+    """base | instruct | thinking: picks rlrt's eps_w (1.0 / 0.5 / 0.2) and λ schedule (constant / decay over 30 steps)."""
     lambda_schedule: str | None = None
     """constant | linear_decay; null = the estimator's."""
     lambda_0: float | None = None
     """λ at step 1, in [0, 1]; null = 0.5."""
     lambda_decay_steps: int | None = None
-    """K of linear_decay: λ reaches 0 at step K + 1; null = 50 (rlsd)."""
+    """K of linear_decay: λ reaches 0 at step K + 1; null = 50 (rlsd), 30 (rlrt on instruct and thinking)."""
 
     distill_adv_coef: float = 0.1
     """β of grpo_opsd: Â = A + β·Δ (ours)."""
@@ -99,6 +115,11 @@ class RlrtConfig:
     """verl kl_penalty estimator of the distillation loss term; k3+ has the unclamped gradient −Δ (ours; docs/methods.md)."""
     distill_loss_max_clamp: float | None = None
     """Clamp of the per-token distillation term to [−c, c], as verl's distillation loss_max_clamp; null = off (ours)."""
+
+    eb_alpha: float = 0.4
+    """α of grpo_eb's bonus ψ = min(α·H, |A|/κ), >= 0: Cheng et al.'s value for GRPO (arXiv 2506.14758)."""
+    eb_kappa: float = 2.0
+    """κ of grpo_eb's cap |A|/κ, > 1 so the sign of A never flips: Cheng et al.'s value (arXiv 2506.14758)."""
 
     teacher: str = "live"
     """live = the actor's current shards (θ_old of the step); frozen = θ₀ (LoRA only)."""
@@ -110,8 +131,9 @@ class RlrtConfig:
     """Teacher prompt budget in tokens; null = max_prompt_length + max_response_length + 256 (rollout), else 2 × max_prompt_length."""
     sibling_choice: str = "random"
     """rlrt: which other correct rollout is the context: random (seeded by uid and step; ours) | shortest."""
-    sibling_fallback: str = "answer"
-    """rlrt: context when no sibling fits: answer | solution | none (no teacher, Â = A)."""
+    sibling_fallback: str = "none"
+    """rlrt: context when no other correct, finished rollout fits: none (no teacher, Â = A; RLRT's base code masks
+    such rows) | answer | solution (ours)."""
     sibling_strip_thinking: bool = False
     """rlrt: drop <think>…</think> from the sibling's text."""
     score_all_rows: bool = False
@@ -138,6 +160,10 @@ class RlrtConfig:
         clamp = self.distill_loss_max_clamp
         if clamp is not None and not (_is_number(clamp) and math.isfinite(clamp) and clamp > 0.0):
             raise ValueError(f"rlrt.distill_loss_max_clamp must be a finite number > 0 or null, got {clamp!r}")
+        if not (_is_number(self.eb_alpha) and math.isfinite(self.eb_alpha) and self.eb_alpha >= 0.0):
+            raise ValueError(f"rlrt.eb_alpha must be a finite number >= 0, got {self.eb_alpha!r}")
+        if not (_is_number(self.eb_kappa) and math.isfinite(self.eb_kappa) and self.eb_kappa > 1.0):
+            raise ValueError(f"rlrt.eb_kappa must be a finite number > 1, got {self.eb_kappa!r}")
         check_choice("rlrt.teacher", self.teacher, TEACHERS)
         check_choice("rlrt.context", self.context, CONTEXTS, nullable=True)
         self.privileged_templates = validate_templates(_to_plain_dict(self.privileged_templates))
@@ -159,17 +185,21 @@ class RlrtConfig:
         return cls(**values)
 
     def resolved(self, adv_estimator: str, *, max_prompt_length: int, max_response_length: int) -> RlrtConfig:
-        """A copy with every null field filled for ``adv_estimator``; rejects weight settings it would ignore."""
-        if adv_estimator not in WEIGHTED_ESTIMATORS:
-            ignored = [k for k in _WEIGHT_FIELDS if getattr(self, k) is not None]
-            if ignored:
+        """A copy with every null field filled for ``adv_estimator``; rejects weight and entropy-bonus settings it
+        would ignore (a weight key set at all, an entropy-bonus key set off its default)."""
+        defaults_of = {f.name: f.default for f in dataclasses.fields(self)}
+        for users, ignored in (
+            (WEIGHTED_ESTIMATORS, [k for k in _WEIGHT_FIELDS if getattr(self, k) is not None]),
+            (ENTROPY_BONUS_ESTIMATORS, [k for k in _ENTROPY_BONUS_FIELDS if getattr(self, k) != defaults_of[k]]),
+        ):
+            if adv_estimator not in users and ignored:
                 raise ValueError(
-                    f"rlrt.{ignored[0]} only applies to algorithm.adv_estimator in {WEIGHTED_ESTIMATORS}, "
+                    f"rlrt.{ignored[0]} only applies to algorithm.adv_estimator in {users}, "
                     f"got adv_estimator={adv_estimator!r}; remove the key"
                 )
         defaults = dict(_MEMBER_DEFAULTS.get(adv_estimator, {"context": "solution"}))
         if adv_estimator == "rlrt":
-            defaults["eps_w"] = _RLRT_EPS_W[self.backbone_kind]
+            defaults.update(eps_w=_RLRT_EPS_W[self.backbone_kind], **_RLRT_LAMBDA[self.backbone_kind])
         filled = {k: v for k, v in defaults.items() if getattr(self, k) is None}
         if self.max_privileged_prompt_length is None:
             filled["max_privileged_prompt_length"] = default_privileged_budget(

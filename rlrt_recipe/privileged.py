@@ -39,7 +39,9 @@ TEMPLATE_KINDS = ("answer", "solution", "rollout")
 DEFAULT_TEMPLATES: dict[str, str] = {
     "answer": "{question}\n\nThe reference final answer is: {answer}",
     "solution": "{question}\n\nHere is a reference solution:\n{solution}",
-    "rollout": "{question}\n\nHere is a correct solution:\n{rollout}",
+    # In the shape of the RLRT authors' base code (PAPERS.md): the question, the demonstration labelled as a correct
+    # solution, then an instruction to solve the original question; the wording is ours.
+    "rollout": "{question}\n\nA correct solution to this problem:\n{rollout}\n\nNow solve the original problem above.",
 }
 # The identity template makes the teacher prompt equal the student's (the e2e alignment guard: Δ = 0).
 IDENTITY_TEMPLATE = "{question}"
@@ -273,18 +275,20 @@ def teacher_contexts(
     count_tokens: CountTokens,
     budget: int,
     templates: Mapping[str, str | None] | None = None,
-    correct: Sequence[bool] | None = None,
+    sibling_candidates: Sequence[bool] | None = None,
     texts: Sequence[str] | None = None,
     step: int | None = None,
     sibling_choice: str = "random",
-    sibling_fallback: str = "answer",
+    sibling_fallback: str = "none",
     sibling_strip_thinking: bool = False,
 ) -> list[TeacherContext]:
     """One ``TeacherContext`` per row of the batch; rows with ``scored[i]`` false get ``(None, "unscored")``.
 
     ``context="answer"`` / ``"solution"``: ``reference_context`` for every scored row.
     ``context="rollout"`` (RLRT's sibling rule), per scored row i of ``uid`` group g:
-      candidates = the correct rows j ≠ i of g whose sibling text is non-empty;
+      candidates = the rows j ≠ i of g with ``sibling_candidates[j]`` (the caller passes the correct rollouts that
+        ended with EOS: RLRT's c is a complete correct rollout, never one cut at the length limit) whose sibling
+        text is non-empty;
       the sibling = one of them by ``sibling_choice``: ``random`` (uniform, from a ``random.Random`` seeded
         with sha256(uid, step, rank of i in its group): deterministic for a given batch, independent of
         which other rows are scored, different across steps) or ``shortest`` (fewest characters of sibling
@@ -295,8 +299,8 @@ def teacher_contexts(
         ``answer`` / ``solution`` (``reference_context``, which raises if that is over budget too) or
         ``none`` (no teacher).
     An incorrect row gets a sibling only if the caller scores it (gate ``all`` or ``rlrt.score_all_rows``):
-    then every correct member of its group is a candidate. Padding rows must be passed with
-    ``scored`` and ``correct`` false, so they neither get nor give privileged text.
+    then every candidate of its group can be drawn. Padding rows must be passed with ``scored`` and
+    ``sibling_candidates`` false, so they neither get nor give privileged text.
     """
     check_choice("context", context, CONTEXTS)
     templates = validate_templates(templates)
@@ -307,9 +311,9 @@ def teacher_contexts(
 
     check_choice("rlrt.sibling_choice", sibling_choice, SIBLING_CHOICES)
     check_choice("rlrt.sibling_fallback", sibling_fallback, SIBLING_FALLBACKS)
-    if correct is None or texts is None:
-        raise ValueError("the rollout context needs `correct` and `texts` for every row of the batch")
-    _check_length("correct", correct, rows)
+    if sibling_candidates is None or texts is None:
+        raise ValueError("the rollout context needs `sibling_candidates` and `texts` for every row of the batch")
+    _check_length("sibling_candidates", sibling_candidates, rows)
     _check_length("texts", texts, rows)
     if sibling_choice == "random" and step is None:
         raise ValueError("rlrt.sibling_choice=random needs the step (verl's global_steps) to seed the choice")
@@ -320,7 +324,7 @@ def teacher_contexts(
     out: list[TeacherContext] = [TeacherContext(None, "unscored")] * len(rows)
     for uid, members in groups.items():
         sibling_texts = {j: strip_thinking(texts[j]) if sibling_strip_thinking else texts[j]
-                         for j in members if correct[j]}
+                         for j in members if sibling_candidates[j]}
         sibling_texts = {j: text for j, text in sibling_texts.items() if text.strip()}
         for rank, i in enumerate(members):
             if not scored[i]:

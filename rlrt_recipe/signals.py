@@ -1,19 +1,21 @@
-"""The token-weight math of RLSD, RLRT and OPSD: pure torch, no verl import (docs/methods.md).
+"""The advantage math of RLSD, RLRT, OPSD and GRPO+EB: pure torch, no verl import (docs/methods.md).
 
 Symbols, per rollout i of a prompt's group and response position t:
     A      GRPO outcome advantage of the rollout (verl's output, broadcast over the response)
     Δ_t    sg(τ_t − s_t): teacher minus student log-prob of the sampled token ("privileged gain")
     d      direction: +1 follows the teacher (RLSD), −1 reverses it (RLRT)
     λ_k    mixing weight at verl's 1-based global step k;  ε_w  clip of the token weight
+    H_t    the policy's token entropy (GRPO+EB);  α, κ  its bonus scale and cap
 
     w_t = clip( exp(d · sign(A) · Δ_t), 1 − ε_w, 1 + ε_w )
     Â_t = A · ((1 − λ_k) + λ_k · w_t)   for rows with a teacher that pass the gate, else A
+    Â_t = A + min(α · sg(H_t), |A| / κ)  GRPO+EB (Cheng et al.)
 
 Conventions shared by every function here: tensors are ``[B, T]`` (``correct`` and ``has_teacher`` are
 bool ``[B]``), tensor arguments come first and scalars are keyword-only; ``mask`` may be bool, int or
 float (nonzero = response token); computation and outputs are float32; masked positions are selected
 with ``torch.where`` (never multiplied), so they hold exactly w = 1 and Â = 0 whatever the inputs hold
-there, NaN and inf included. A non-finite Δ at a response position raises ``ValueError`` naming rows.
+there, NaN and inf included. A non-finite Δ or H at a response position raises ``ValueError`` naming rows.
 """
 
 from __future__ import annotations
@@ -108,6 +110,59 @@ def opsd_advantages(
     return torch.where(response, adv.float() + beta * delta, 0.0)  # [B, T]
 
 
+def entropy_bonus_advantages(
+    adv: torch.Tensor, entropy: torch.Tensor, mask: torch.Tensor, *, alpha: float, kappa: float
+) -> torch.Tensor:
+    """GRPO+EB (Cheng et al., arXiv 2506.14758): Â_t = A_t + ψ_t, ψ_t = min(α · sg(H_t), |A_t| / κ); 0 off mask.
+
+    H_t is the policy's token entropy, detached (a negative H from float rounding counts as 0). ψ ≥ 0, ψ = 0 where
+    A = 0, and |Â − A| ≤ |A|/κ < |A| since κ > 1: the bonus never flips the sign of A.
+    """
+    _, adv, entropy = _entropy_bonus_inputs(adv, entropy, mask, alpha, kappa)  # [B, T] each
+    return adv + _entropy_bonus(adv, entropy, alpha, kappa)  # [B, T]; 0 off the response
+
+
+def entropy_bonus_statistics(
+    adv: torch.Tensor, entropy: torch.Tensor, mask: torch.Tensor, *, alpha: float, kappa: float
+) -> dict[str, float]:
+    """Mean ψ_t over response tokens, and over response tokens with A ≠ 0 the fraction where the cap binds
+    (|A_t|/κ < α·H_t, so ψ_t = |A_t|/κ).
+
+    Keys ``eb_bonus_mean`` (empty without response tokens) and ``eb_capped_frac`` (left out without a response
+    token with A ≠ 0: a step of degenerate groups has no cap to bind).
+    """
+    response, adv, entropy = _entropy_bonus_inputs(adv, entropy, mask, alpha, kappa)  # [B, T] each
+    if not response.any():
+        return {}
+    stats = {"eb_bonus_mean": _entropy_bonus(adv, entropy, alpha, kappa)[response].mean().item()}
+    scored = response & (adv != 0)  # [B, T]
+    if scored.any():
+        stats["eb_capped_frac"] = (adv.abs() / kappa < alpha * entropy)[scored].float().mean().item()
+    return stats
+
+
+def _entropy_bonus_inputs(
+    adv: torch.Tensor, entropy: torch.Tensor, mask: torch.Tensor, alpha: float, kappa: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Checked α, κ and shapes; the response positions, A and H (finite, ≥ 0) in float32 with zeros off them."""
+    if not (math.isfinite(alpha) and alpha >= 0.0):
+        raise ValueError(f"alpha must be a finite number >= 0, got {alpha}")
+    if not (math.isfinite(kappa) and kappa > 1.0):
+        raise ValueError(f"kappa must be a finite number > 1 (so the bonus never flips the sign of A), got {kappa}")
+    if entropy.shape != adv.shape:
+        raise ValueError(f"entropy and adv must both be [B, T], got {tuple(entropy.shape)} and {tuple(adv.shape)}")
+    response = _response_positions(mask, like=adv)  # [B, T]
+    adv = torch.where(response, adv.float(), 0.0)  # [B, T]
+    # An entropy is ≥ 0; a slightly negative one is the rounding of a near-deterministic token.
+    entropy = _finite_on_response(entropy, response, "token entropy").clamp(min=0.0)  # [B, T]
+    return response, adv, entropy
+
+
+def _entropy_bonus(adv: torch.Tensor, entropy: torch.Tensor, alpha: float, kappa: float) -> torch.Tensor:
+    """ψ_t = min(α·H_t, |A_t|/κ) on a checked H (finite, ≥ 0) and A, both 0 off the response."""
+    return torch.minimum(alpha * entropy, adv.abs() / kappa)  # [B, T]
+
+
 def lambda_at(step: int, *, schedule: str, lam0: float, decay_steps: int | None = None) -> float:
     """λ_k at verl's 1-based ``global_steps`` k: λ₀ ("constant") or λ₀ · max(0, 1 − (k − 1)/K) ("linear_decay")."""
     if step < 1:
@@ -192,15 +247,21 @@ def nonfinite_rows(values: torch.Tensor, mask: torch.Tensor) -> list[int]:
 
 def _finite_delta(delta: torch.Tensor, response: torch.Tensor) -> torch.Tensor:
     """Δ in float32 with zeros off the response; raises if Δ is NaN or ±inf at a response position."""
-    delta = torch.where(response, delta.detach().float(), 0.0)  # stop-gradient: Δ is a signal, never a path
+    return _finite_on_response(delta, response, "teacher/student log-prob gap")
+
+
+def _finite_on_response(values: torch.Tensor, response: torch.Tensor, what: str) -> torch.Tensor:
+    """``values`` detached in float32 with zeros off the response; raises naming the rows that hold NaN or ±inf
+    at a response position."""
+    values = torch.where(response, values.detach().float(), 0.0)  # [B, T]; stop-gradient: a signal, never a path
     # One reduction catches any NaN/±inf (a huge finite sum could overflow too: then the rows decide).
-    rows = [] if torch.isfinite(delta.sum()) else nonfinite_rows(delta, response)
+    rows = [] if torch.isfinite(values.sum()) else nonfinite_rows(values, response)
     if rows:
         raise ValueError(
-            f"non-finite teacher/student log-prob gap at response positions of rows {rows[:10]}"
+            f"non-finite {what} at response positions of rows {rows[:10]}"
             + (f" (and {len(rows) - 10} more)" if len(rows) > 10 else "")
         )
-    return delta
+    return values
 
 
 def _check_direction(direction: int) -> None:

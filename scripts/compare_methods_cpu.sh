@@ -46,8 +46,10 @@ for seed in ${SEEDS}; do
     for method in ${METHODS}; do
         case ${method} in
             grpo) method_args=(algorithm.adv_estimator=grpo trainer.v1.trainer_mode=sync) ;;  # verl's stock trainer
-            rlsd | rlrt | opsd) method_args=(algorithm.adv_estimator="${method}" trainer.v1.trainer_mode=rlrt_sync) ;;
-            *) echo "unknown method ${method} (grpo, rlsd, rlrt, opsd)" >&2; exit 2 ;;
+            # RLRT's own rule on the toy: no teacher without a complete sibling (the demo recipe falls back to the answer)
+            rlrt) method_args=(algorithm.adv_estimator=rlrt trainer.v1.trainer_mode=rlrt_sync rlrt.sibling_fallback=none) ;;
+            rlsd | opsd | grpo_eb) method_args=(algorithm.adv_estimator="${method}" trainer.v1.trainer_mode=rlrt_sync) ;;
+            *) echo "unknown method ${method} (grpo, grpo_eb, rlsd, rlrt, opsd)" >&2; exit 2 ;;
         esac
         only_this_method=ARGS_${method}
         read -r -a method_extra <<< "${!only_this_method:-}"

@@ -4,7 +4,7 @@
 # The metrics land in $EVAL_DIR/launch-<time>.jsonl as val-core/<data_source>/acc/mean@16; build the table with
 #   python scripts/make_table.py --run rlrt=$EVAL_DIR --out results/table
 #
-#   CKPT=checkpoints/rlrt_paper_qwen3_4b_base/rlrt/global_step_200 METHOD=rlrt bash scripts/evaluate.sh
+#   CKPT=checkpoints/rlrt_paper_qwen3_4b_base/rlrt/global_step_100 METHOD=rlrt bash scripts/evaluate.sh
 #   bash scripts/evaluate.sh --dry-run      # compose the config (--cfg job) and print the command only
 # Extra arguments are passed to main_ppo as Hydra overrides (e.g. +env=cpu, actor_rollout_ref.model.path=...).
 set -xeuo pipefail
@@ -23,11 +23,12 @@ BACKBONE=${BACKBONE:-qwen3_4b_base}
 DATA_DIR=${DATA_DIR:-${ROOT}/data}  # scripts/prepare_data.py --out-dir data
 TRAIN_FILE=${TRAIN_FILE:-${DATA_DIR}/dapo_math_17k.parquet}  # verl builds the train loader, never samples it here
 # A global_step_<N> directory written by training (the step is read from its name)
-CKPT=${CKPT:-${ROOT}/checkpoints/rlrt_paper_${BACKBONE}/${METHOD}/global_step_200}
+CKPT=${CKPT:-${ROOT}/checkpoints/rlrt_paper_${BACKBONE}/${METHOD}/global_step_100}
 EVAL_DIR=${EVAL_DIR:-${ROOT}/outputs/eval/${BACKBONE}/${METHOD}}
 N_SAMPLES=${N_SAMPLES:-16}
-TEMPERATURE=${TEMPERATURE:-0.6}  # assumption (docs/reproduce.md): Qwen3's recommended sampling
-TOP_P=${TOP_P:-0.95}
+TEMPERATURE=${TEMPERATURE:-0.7}  # RLRT "Evaluation": temperature 0.7, top-p 0.8, top-k 20
+TOP_P=${TOP_P:-0.8}
+TOP_K=${TOP_K:-20}
 BENCHMARKS=${BENCHMARKS:-aime24 aime25 aime26 hmmt26_feb amc23 math500}
 
 val_files=""
@@ -50,6 +51,7 @@ command=(
     actor_rollout_ref.rollout.val_kwargs.do_sample=True  # verl's validation default is greedy
     actor_rollout_ref.rollout.val_kwargs.temperature="${TEMPERATURE}"
     actor_rollout_ref.rollout.val_kwargs.top_p="${TOP_P}"
+    actor_rollout_ref.rollout.val_kwargs.top_k="${TOP_K}"
     "$@"
 )
 

@@ -19,8 +19,11 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PYTHON=${PYTHON:-python3}
 RECIPE=${RECIPE:-rlrt_paper}
 BACKBONE=${BACKBONE:-qwen3_4b_base}
-METHODS=${METHODS:-grpo entropy_bonus clip_higher opsd grpo_opsd grpo_opsd_loss rlsd rlrt rlrt_all rlrt_teacher_up}
-STEPS=${STEPS:-200}  # training steps; the step-${STEPS} checkpoint is evaluated
+# The RLRT comparison's methods that exist here (RLRT Tables 1/3; SDPO and SRPO are not implemented yet). Also
+# available: rlrt_all, rlrt_teacher_up (RLRT's ablations), opsd, grpo_opsd_loss (RLSD's baselines), and
+# entropy_bonus, grpo_opsd (in neither paper).
+METHODS=${METHODS:-grpo grpo_eb rlsd rlrt}
+STEPS=${STEPS:-100}  # training steps (ours: the paper's curves span 100); the step-${STEPS} checkpoint is evaluated
 DATA_DIR=${DATA_DIR:-${ROOT}/data}
 BENCHMARKS=${BENCHMARKS:-aime24 aime25 aime26 hmmt26_feb amc23 math500}
 OUTPUT_DIR=${OUTPUT_DIR:-${ROOT}/outputs/rlrt_paper/${BACKBONE}}

@@ -27,6 +27,10 @@ LENGTHS = dict(max_prompt_length=512, max_response_length=2048)
         ("distill_loss_coef", float("inf"), "rlrt.distill_loss_coef must be a finite number >= 0, got inf"),
         ("distill_kl_type", "js", "rlrt.distill_kl_type must be one of"),
         ("distill_loss_max_clamp", 0.0, "rlrt.distill_loss_max_clamp must be a finite number > 0 or null, got 0.0"),
+        ("eb_alpha", -0.1, "rlrt.eb_alpha must be a finite number >= 0, got -0.1"),
+        ("eb_alpha", float("inf"), "rlrt.eb_alpha must be a finite number >= 0, got inf"),
+        ("eb_kappa", 1.0, "rlrt.eb_kappa must be a finite number > 1, got 1.0"),
+        ("eb_kappa", None, "rlrt.eb_kappa must be a finite number > 1, got None"),
         ("teacher", "ema", "rlrt.teacher must be one of live, frozen, got 'ema'"),
         ("context", "hint", "rlrt.context must be one of answer, solution, rollout or null, got 'hint'"),
         ("max_privileged_prompt_length", 0, "rlrt.max_privileged_prompt_length must be an integer >= 1, got 0"),
@@ -54,6 +58,19 @@ def test_unknown_key_is_named_with_the_allowed_ones():
 def test_weight_settings_rejected_for_estimators_that_ignore_them():
     with pytest.raises(ValueError, match=r"rlrt\.eps_w only applies to .*adv_estimator='opsd'"):
         RlrtConfig(eps_w=0.5).resolved("opsd", **LENGTHS)
+    with pytest.raises(ValueError, match=r"rlrt\.eps_w only applies to .*adv_estimator='grpo_eb'"):
+        RlrtConfig(eps_w=0.5).resolved("grpo_eb", **LENGTHS)
+
+
+@pytest.mark.parametrize("key, value", [("eb_alpha", 0.2), ("eb_kappa", 3.0)])
+@pytest.mark.parametrize("estimator", ["grpo", "rlrt", "grpo_opsd"])
+def test_entropy_bonus_settings_rejected_for_other_estimators(estimator, key, value):
+    """An eb_* value off its default would be silently ignored outside grpo_eb; at its default (the primary
+    recipe lists every key) it passes, and grpo_eb takes it."""
+    with pytest.raises(ValueError, match=rf"rlrt\.{key} only applies to .*'grpo_eb'.*adv_estimator='{estimator}'"):
+        RlrtConfig.from_section({key: value}).resolved(estimator, **LENGTHS)
+    RlrtConfig().resolved(estimator, **LENGTHS)
+    assert getattr(RlrtConfig.from_section({key: value}).resolved("grpo_eb", **LENGTHS), key) == value
 
 
 @pytest.mark.parametrize(
@@ -72,6 +89,7 @@ def test_weight_settings_rejected_for_estimators_that_ignore_them():
         ("opsd", {}, dict(direction=None, eps_w=None, max_privileged_prompt_length=1024)),
         ("grpo_opsd", {}, dict(distill_adv_coef=0.1, max_privileged_prompt_length=1024)),
         ("grpo", {"distill_loss_coef": 0.1}, dict(distill_loss_coef=0.1, max_privileged_prompt_length=1024)),
+        ("grpo_eb", {}, dict(eb_alpha=0.4, eb_kappa=2.0, direction=None, eps_w=None)),  # Cheng et al.'s values
         ("rlsd", {"max_privileged_prompt_length": 4000}, dict(max_privileged_prompt_length=4000)),
     ],
 )
@@ -84,6 +102,7 @@ def test_member_resolution(estimator, overrides, expected):
 def test_needs_teacher():
     assert RlrtConfig().needs_teacher("rlrt")
     assert not RlrtConfig().needs_teacher("grpo")
+    assert not RlrtConfig().needs_teacher("grpo_eb")  # reads the old-log-prob pass's entropy, not the teacher
     assert RlrtConfig(distill_loss_coef=0.1).needs_teacher("grpo")
 
 

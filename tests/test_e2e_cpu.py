@@ -110,11 +110,13 @@ def test_padding_rows_are_not_counted_on_two_ranks(two_launches):
         assert sum(v for k, v in data.items() if k.startswith("rlrt/context/")) == REAL_ROWS
 
 
-def test_rlrt_gates_on_correct_rollouts_and_uses_siblings(two_launches):
-    """Launch 1: some but not all rollouts pass RLRT's gate, and correct siblings are used as the context."""
+def test_rlrt_gates_on_correct_rollouts_and_gives_them_a_context(two_launches):
+    """Launch 1: some but not all rollouts pass RLRT's gate, and they get a teacher context: a complete sibling
+    or (the demo recipe's fallback) the answer. A random model seldom ends with EOS, so siblings are checked on
+    the toy model (test_e2e_methods.py)."""
     data = two_launches[1][1]
     assert 0 < data["rlrt/gate_pass_frac"] < 1
-    assert data["rlrt/context/sibling"] > 0
+    assert data["rlrt/context/sibling"] + data["rlrt/context/fallback_answer"] > 0
 
 
 def test_identity_template_gives_zero_gap_end_to_end(two_launches):

@@ -1,7 +1,7 @@
-"""GRPO, RLSD, RLRT and OPSD through verl's real main_ppo loop on the CPU toy task: the comparison script's
-``--quick`` mode (scripts/compare_methods_cpu.sh), which is also every method's end-to-end run.
+"""GRPO, GRPO+EB, RLSD, RLRT and OPSD through verl's real main_ppo loop on the CPU toy task: the comparison
+script's ``--quick`` mode (scripts/compare_methods_cpu.sh), which is also every method's end-to-end run.
 
-Four launches, one per method, 2 steps each with 2 prompts × 4 rollouts, on the warm-started toy model (the
+Five launches, one per method, 2 steps each (RLSD 3) with 2 prompts × 4 rollouts, on the warm-started toy model (the
 session's ``toy_warm_start``) with the math-verify reward, then the script's table and PNG. The resume pair in
 test_e2e_cpu.py covers 2 ranks with verl's padding rows, the identity template, the Qwen3 template and the
 distillation loss; this file covers each estimator's own behaviour under the trainer.
@@ -19,11 +19,16 @@ from rlrt_recipe.testing.launch import run_script
 
 pytestmark = pytest.mark.e2e
 
-METHODS = ("grpo", "rlsd", "rlrt", "opsd")
-TEACHER_METHODS = METHODS[1:]
+METHODS = ("grpo", "grpo_eb", "rlsd", "rlrt", "opsd")
+TEACHER_METHODS = ("rlsd", "rlrt", "opsd")
 # RLSD runs 3 steps with K = 1, so λ is 0.5, 0, 0: the teacher pass must stop once λ is 0 (issue 13).
 RLSD_DECAY_STEPS, RLSD_STEPS = 1, 3
 STEPS = {method: list(range(1, (RLSD_STEPS if method == "rlsd" else 2) + 1)) for method in METHODS}
+# RLRT as on the instruct backbone (RLRT Table 5: ε_w 0.5, λ decaying over 30 steps; scaled down to 2 steps here)
+# with rollout importance sampling on (token level, clip 2), as every method of the RLRT comparison runs.
+RLRT_DECAY_STEPS = 2
+RLRT_INSTRUCT = ["+rlrt.backbone_kind=instruct", f"+rlrt.lambda_decay_steps={RLRT_DECAY_STEPS}",
+                 "algorithm.rollout_correction.rollout_is=token", "algorithm.rollout_correction.rollout_is_threshold=2.0"]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +36,9 @@ def comparison(tmp_path_factory, toy_warm_start):
     """(output dir, {method: {step: metrics}}, script output) of ``compare_methods_cpu.sh --quick``."""
     out = tmp_path_factory.mktemp("toy_comparison_quick")
     env = {"OUT": str(out), "MODEL_DIR": toy_warm_start["model_dir"], "DATA_DIR": toy_warm_start["data_dir"],
-           "ARGS_rlsd": f"+rlrt.lambda_decay_steps={RLSD_DECAY_STEPS} trainer.total_training_steps={RLSD_STEPS}"}
+           "METHODS": " ".join(METHODS),
+           "ARGS_rlsd": f"+rlrt.lambda_decay_steps={RLSD_DECAY_STEPS} trainer.total_training_steps={RLSD_STEPS}",
+           "ARGS_rlrt": " ".join(RLRT_INSTRUCT)}
     output = run_script("compare_methods_cpu.sh", ["--quick"], env=env, timeout=2400)
     runs = {method: read_metrics(out / "runs" / method / "seed1") for method in METHODS}
     return out, runs, output
@@ -74,7 +81,7 @@ def test_teacher_methods_log_finite_signals_every_step(comparison, method):
 
 @pytest.mark.parametrize("method, schedule", [
     ("rlsd", dict(schedule="linear_decay", lam0=0.5, decay_steps=RLSD_DECAY_STEPS)),
-    ("rlrt", dict(schedule="constant", lam0=0.5)),
+    ("rlrt", dict(schedule="linear_decay", lam0=0.5, decay_steps=RLRT_DECAY_STEPS)),  # instruct's schedule
 ])
 def test_logged_lambda_follows_the_methods_schedule(comparison, method, schedule):
     for step, data in comparison[1][method].items():
@@ -100,7 +107,31 @@ def test_opsd_scores_every_row_and_moves_the_loss(comparison):
 
 def test_rlrt_scores_only_correct_rollouts(comparison):
     """RLRT's gate: the scored rows are a subset of the correct ones (gate_pass_frac is the correct share)."""
+    assert any(data["rlrt/context/sibling"] > 0 for data in comparison[1]["rlrt"].values())  # complete siblings
     for data in comparison[1]["rlrt"].values():
         assert data["rlrt/scored_row_frac"] <= data["rlrt/gate_pass_frac"] + 1e-9
         assert data["rlrt/gate_pass_frac"] == pytest.approx(data["critic/score/mean"])
 
+
+
+def test_rlrt_runs_the_instruct_settings_with_rollout_importance_sampling(comparison):
+    """The RLRT launch resolves instruct's ε_w 0.5 (every clipped weight inside [0.5, 1.5]) and decaying λ, and
+    verl's rollout correction runs beside the teacher step: rollout_corr/* metrics on every step."""
+    for step, data in comparison[1]["rlrt"].items():
+        assert any(key.startswith("rollout_corr/") for key in data), f"step {step}: no rollout_corr/* metric"
+        if "rlrt/w_mean" in data:
+            assert 0.5 <= data["rlrt/w_mean"] <= 1.5
+    assert not any(key.startswith("rollout_corr/") for data in comparison[1]["rlsd"].values() for key in data)
+
+
+def test_grpo_eb_reads_the_old_log_prob_entropy_without_a_teacher(comparison):
+    """GRPO+EB under rlrt_sync: no teacher pass, the entropy bonus is logged (ψ ≥ 0, the cap bound is a fraction)
+    and every step trains with finite metrics."""
+    metrics = comparison[1]["grpo_eb"]
+    assert sorted(metrics) == STEPS["grpo_eb"]
+    for step, data in metrics.items():
+        assert "timing_s/teacher" not in data and "rlrt/scored_row_frac" not in data
+        assert data["rlrt/eb_bonus_mean"] >= 0.0 and math.isfinite(data["actor/pg_loss"])
+        if "rlrt/eb_capped_frac" in data:
+            assert 0.0 <= data["rlrt/eb_capped_frac"] <= 1.0
+    assert max(data["rlrt/eb_bonus_mean"] for data in metrics.values()) > 0.0

@@ -1,5 +1,6 @@
 """The registered estimators against verl's own GRPO estimator and the keyword contract."""
 
+import inspect
 import math
 
 import numpy as np
@@ -9,8 +10,8 @@ from torch.testing import assert_close
 from verl.trainer.config import AlgoConfig
 from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage, get_adv_estimator_fn
 
-import rlrt_recipe.integration.estimators  # noqa: F401 — registers the estimators
-from rlrt_recipe.config import RlrtConfig
+from rlrt_recipe.config import ESTIMATOR_FORMS, RlrtConfig
+from rlrt_recipe.integration.estimators import estimator_inputs  # importing it registers the estimators
 
 NAMES = ("rlrt", "rlsd", "opsd", "grpo_opsd")
 
@@ -114,3 +115,37 @@ def test_unresolved_config_rejected():
     rewards, mask, index, old, teacher, correct = _batch()
     with pytest.raises(TypeError, match="resolved RlrtConfig"):
         _call("rlrt", rewards, mask, index, True, old_log_probs=old, teacher_log_probs=teacher, rlrt_cfg=RlrtConfig())
+
+
+@pytest.mark.parametrize("norm", [True, False])
+@pytest.mark.parametrize("alpha, kappa", [(0.4, 2.0), (0.1, 4.0)])
+def test_grpo_eb_is_verl_grpo_plus_the_entropy_bonus(norm, alpha, kappa):
+    """grpo_eb through verl's registry: Â = A + min(α·H, |A|/κ) on response tokens with A from verl's GRPO (both std
+    settings) and α, κ from rlrt.eb_alpha, rlrt.eb_kappa; 0 off the mask; returns = advantages."""
+    rewards, mask, index, *_ = _batch()
+    entropy = torch.rand(6, 5, generator=torch.Generator().manual_seed(1)) * 4  # [B, T]
+    cfg = RlrtConfig(eb_alpha=alpha, eb_kappa=kappa).resolved("grpo_eb", max_prompt_length=16, max_response_length=16)
+    adv, ret = get_adv_estimator_fn("grpo_eb")(
+        rewards, mask, index, AlgoConfig(norm_adv_by_std_in_grpo=norm), entropy=entropy, rlrt_cfg=cfg
+    )
+    grpo = _verl_grpo(rewards, mask, index, norm)  # [B, T]
+    expected = torch.where(mask.bool(), grpo + torch.minimum(alpha * entropy, grpo.abs() / kappa), 0.0)  # [B, T]
+    assert_close(adv, expected)
+    assert torch.equal(ret, adv)
+    assert not torch.equal(adv, grpo)
+
+
+def test_grpo_eb_stock_call_names_the_entropy_and_the_trainer_mode():
+    """Called the way verl's stock compute_advantage calls it, grpo_eb names the missing entropy and rlrt_sync."""
+    rewards, mask, index, *_ = _batch()
+    with pytest.raises(ValueError, match=r"without entropy.*trainer\.v1\.trainer_mode=rlrt_sync"):
+        get_adv_estimator_fn("grpo_eb")(token_level_rewards=rewards, response_mask=mask, index=index, config=AlgoConfig())
+
+
+@pytest.mark.parametrize("name", ESTIMATOR_FORMS)
+def test_keyword_inputs_are_the_signature(name):
+    """The trainer passes estimator_inputs(name) and rlrt_cfg as keywords: they must be exactly the registered
+    function's keyword-only parameters (a drift would be a TypeError mid-run, or an input never passed)."""
+    parameters = inspect.signature(get_adv_estimator_fn(name)).parameters.values()
+    keywords = [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    assert sorted(keywords) == sorted([*estimator_inputs(name), "rlrt_cfg"])

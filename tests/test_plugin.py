@@ -11,7 +11,7 @@ import json, verl
 from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, POLICY_LOSS_REGISTRY
 print(json.dumps({"adv": sorted(ADV_ESTIMATOR_REGISTRY), "loss": sorted(POLICY_LOSS_REGISTRY)}))
 """
-OURS = {"rlrt", "rlsd", "opsd", "grpo_opsd"}
+OURS = {"rlrt", "rlsd", "opsd", "grpo_opsd", "grpo_eb"}
 
 
 def _probe(**env):

@@ -52,7 +52,7 @@ def group(correct, uid="g", texts=None, start=0, **kw):
 
 def rollout(rows, correct, texts, *, scored=None, step=1, budget=BIG, **kw):
     return teacher_contexts(rows, context="rollout", scored=scored if scored is not None else [True] * len(rows),
-                            count_tokens=chars, budget=budget, correct=correct, texts=texts, step=step, **kw)
+                            count_tokens=chars, budget=budget, sibling_candidates=correct, texts=texts, step=step, **kw)
 
 
 def user_content(ctx):
@@ -64,7 +64,8 @@ def user_content(ctx):
 @pytest.mark.parametrize("kind, text, expected", [
     ("answer", "2", "What is 1+1?\n\nThe reference final answer is: 2"),
     ("solution", "1+1=2.", "What is 1+1?\n\nHere is a reference solution:\n1+1=2."),
-    ("rollout", "One plus one is 2.", "What is 1+1?\n\nHere is a correct solution:\nOne plus one is 2."),
+    ("rollout", "One plus one is 2.",
+     "What is 1+1?\n\nA correct solution to this problem:\nOne plus one is 2.\n\nNow solve the original problem above."),
 ])
 def test_each_template_kind_renders_the_spec_text(kind, text, expected):
     """Guards the exact METHODS.md template wording for each kind."""
@@ -283,7 +284,8 @@ def test_sibling_is_another_correct_rollout_of_the_group():
             continue
         assert ctx.case == "sibling" and ctx.sibling != i
         assert (correct_a + correct_b)[ctx.sibling] and (rows_a + rows_b)[ctx.sibling].uid == (rows_a + rows_b)[i].uid
-        assert user_content(ctx) == f"What is 1+1?\n\nHere is a correct solution:\n{(texts_a + texts_b)[ctx.sibling]}"
+        assert user_content(ctx) == (f"What is 1+1?\n\nA correct solution to this problem:\n{(texts_a + texts_b)[ctx.sibling]}"
+                                     "\n\nNow solve the original problem above.")
     assert ctxs[4].sibling == 5 and ctxs[5].sibling == 4
 
 
@@ -301,7 +303,7 @@ def test_random_choice_does_not_depend_on_python_hash_seed():
     code = ("import json; from rlrt_recipe.privileged import RowInfo, teacher_contexts\n"
             "rows = [RowInfo(k, 'd', 'uid-x', ({'role': 'user', 'content': 'q'},), '1') for k in range(6)]\n"
             "ctxs = teacher_contexts(rows, context='rollout', scored=[True] * 6, count_tokens=len, budget=10**9,\n"
-            "    correct=[True] * 6, texts=[str(k) for k in range(6)], step=7)\n"
+            "    sibling_candidates=[True] * 6, texts=[str(k) for k in range(6)], step=7)\n"
             "print(json.dumps([c.sibling for c in ctxs]))")
     draws = [json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
                                        env={**os.environ, "PYTHONHASHSEED": seed}).stdout) for seed in ("1", "2")]
@@ -352,14 +354,14 @@ def test_over_budget_sibling_falls_back_and_an_over_budget_fallback_raises():
     """Guards the length policy for the rollout context: a too-long sibling falls back, nothing is truncated;
     the fallback answer itself over budget is an error."""
     rows, correct, texts = group([True, True], texts=["x" * 500, "ok"])
-    ctxs = rollout(rows, correct, texts, budget=100)
+    ctxs = rollout(rows, correct, texts, budget=100, sibling_fallback="answer")
     assert (ctxs[0].case, ctxs[0].sibling) == ("sibling", 1)
     assert (ctxs[1].case, ctxs[1].fallback_reason) == ("fallback_answer", "over_budget")
     assert rollout(rows, correct, texts, budget=100, sibling_fallback="none")[1] == TeacherContext(
         None, "none", None, "over_budget")
     with pytest.raises(ValueError, match=r"row 0 .*the answer teacher prompt is \d+ tokens, over "
                                          r"rlrt\.max_privileged_prompt_length=20"):
-        rollout(rows, correct, texts, budget=20)
+        rollout(rows, correct, texts, budget=20, sibling_fallback="answer")
 
 
 def test_incorrect_rows():
@@ -367,13 +369,13 @@ def test_incorrect_rows():
     if scored (gate=all, score_all_rows) any correct member is their sibling; a group with no correct rollout
     falls back."""
     rows, correct, texts = group([False, True, False])
-    gated = rollout(rows, correct, texts, scored=correct)
+    gated = rollout(rows, correct, texts, scored=correct, sibling_fallback="answer")
     assert gated[0] == gated[2] == TeacherContext(None, "unscored")
     assert gated[1].case == "fallback_answer"
     ungated = rollout(rows, correct, texts)
     assert (ungated[0].case, ungated[0].sibling) == ("sibling", 1)
     assert (ungated[2].case, ungated[2].sibling) == ("sibling", 1)
-    none_correct = rollout(*group([False, False]))
+    none_correct = rollout(*group([False, False]), sibling_fallback="answer")
     assert [(c.case, c.fallback_reason) for c in none_correct] == [("fallback_answer", "no_sibling")] * 2
 
 
@@ -400,9 +402,9 @@ def test_sibling_strip_thinking_flag():
     sibling at all."""
     rows, correct, texts = group([True, True, True], texts=["<think>a</think>A", "<think>b</think>B", "<think>c"])
     kept = rollout(rows, correct, texts, sibling_choice="shortest")
-    assert user_content(kept[0]).endswith("<think>c")
+    assert "problem:\n<think>c\n\nNow solve" in user_content(kept[0])
     stripped = rollout(rows, correct, texts, sibling_choice="shortest", sibling_strip_thinking=True)
-    assert user_content(stripped[0]).endswith("correct solution:\nB")
+    assert "problem:\nB\n\nNow solve" in user_content(stripped[0])
     assert stripped[1].sibling == 0 and stripped[2].sibling == 0
 
 
@@ -417,7 +419,7 @@ def test_rollout_context_argument_errors():
         rollout(rows, correct, texts, sibling_fallback="rollout")
     with pytest.raises(ValueError, match="rlrt.sibling_choice must be one of random, shortest"):
         rollout(rows, correct, texts, sibling_choice="longest")
-    with pytest.raises(ValueError, match="needs `correct` and `texts`"):
+    with pytest.raises(ValueError, match="needs `sibling_candidates` and `texts`"):
         teacher_contexts(rows, context="rollout", scored=[True, True], count_tokens=chars, budget=BIG, step=1)
 
 
@@ -475,3 +477,15 @@ def test_leak_cue_rate():
         leak_cue_rate([], "cue")
     with pytest.raises(ValueError, match="non-empty cue"):
         leak_cue_rate(["x"], " ")
+
+
+def test_a_rollout_cut_at_the_length_limit_is_never_a_sibling():
+    """RLRT's c is a complete correct rollout: a correct row the caller marks as no candidate (it did not end with
+    EOS) is never drawn, and with no other candidate the row gets no teacher (the default fallback, none)."""
+    rows, correct, texts = group([True, True, True], texts=["complete", "cut at the limit", "also complete"])
+    candidates = [True, False, True]
+    for _ in range(3):
+        ctxs = rollout(rows, candidates, texts, scored=correct, step=_ + 1)
+        assert ctxs[0].sibling == 2 and ctxs[2].sibling == 0 and ctxs[1].sibling in (0, 2)
+    lone = rollout(rows, [True, False, False], texts, scored=correct)
+    assert lone[0] == TeacherContext(None, "none", None, "no_sibling")

@@ -26,34 +26,36 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
 PRIMARY = "rlrt_paper"
 
-# method: (adv_estimator, teacher trainer, lr, clip_ratio_high, entropy_coeff, loss_mode, distill_loss_coef)
+# method: (adv_estimator, teacher trainer, lr, norm_adv_by_std_in_grpo, entropy_coeff, loss_mode, distill_loss_coef)
+# RLRT Table 5: lr 1e-6 for GRPO, RLSD, RLRT; std normalisation off for GRPO, on for RLSD and RLRT. opsd (RLSD's
+# baseline) keeps RLSD's lr 1e-5; the methods in neither paper follow GRPO or the primary recipe.
 METHODS = {
-    "grpo": ("grpo", False, 1e-6, 0.2, 0.0, "vanilla", 0.0),
-    "entropy_bonus": ("grpo", False, 1e-6, 0.2, 0.001, "vanilla", 0.0),
-    "clip_higher": ("grpo", False, 1e-6, 0.28, 0.0, "vanilla", 0.0),
-    "rlsd": ("rlsd", True, 1e-6, 0.2, 0.0, "vanilla", 0.0),
-    "rlrt": ("rlrt", True, 1e-6, 0.2, 0.0, "vanilla", 0.0),
-    "rlrt_all": ("rlrt", True, 1e-6, 0.2, 0.0, "vanilla", 0.0),
-    "rlrt_teacher_up": ("rlrt", True, 1e-6, 0.2, 0.0, "vanilla", 0.0),
-    "opsd": ("opsd", True, 1e-5, 0.2, 0.0, "vanilla", 0.0),
-    "grpo_opsd": ("grpo_opsd", True, 1e-6, 0.2, 0.0, "vanilla", 0.0),
-    "grpo_opsd_loss": ("grpo", True, 1e-6, 0.2, 0.0, "self_distill", 0.1),
+    "grpo": ("grpo", False, 1e-6, False, 0.0, "vanilla", 0.0),
+    "entropy_bonus": ("grpo", False, 1e-6, False, 0.001, "vanilla", 0.0),
+    "rlsd": ("rlsd", True, 1e-6, True, 0.0, "vanilla", 0.0),
+    "rlrt": ("rlrt", True, 1e-6, True, 0.0, "vanilla", 0.0),
+    "rlrt_all": ("rlrt", True, 1e-6, True, 0.0, "vanilla", 0.0),
+    "rlrt_teacher_up": ("rlrt", True, 1e-6, True, 0.0, "vanilla", 0.0),
+    "opsd": ("opsd", True, 1e-5, True, 0.0, "vanilla", 0.0),
+    "grpo_opsd": ("grpo_opsd", True, 1e-6, True, 0.0, "vanilla", 0.0),
+    "grpo_opsd_loss": ("grpo", True, 1e-6, True, 0.0, "self_distill", 0.1),
+    "grpo_eb": ("grpo_eb", False, 1e-6, False, 0.0, "vanilla", 0.0),  # std off: ours, as GRPO
 }
-# backbone: (model path, backbone_kind, chat template kwargs, max_prompt_length, max_response_length)
+# method: (eb_alpha, eb_kappa), Cheng et al.'s values; rlrt_sync passes the entropy, no teacher step
+ENTROPY_BONUS = {"grpo_eb": (0.4, 2.0)}
+# backbone: (model path, backbone_kind, chat template kwargs, max_position_embeddings of the model)
 BACKBONES = {
-    "qwen3_4b_base": ("Qwen/Qwen3-4B-Base", "base", {}, 1024, 8192),
-    "qwen3_8b_base": ("Qwen/Qwen3-8B-Base", "base", {}, 1024, 8192),
-    "qwen3_4b_instruct_2507": ("Qwen/Qwen3-4B-Instruct-2507", "instruct", {}, 1024, 8192),
-    "qwen3_4b_thinking": ("Qwen/Qwen3-4B", "thinking", {"enable_thinking": True}, 1024, 16384),
+    "qwen3_4b_base": ("Qwen/Qwen3-4B-Base", "base", {}, 32768),
+    "qwen3_8b_base": ("Qwen/Qwen3-8B-Base", "base", {}, 32768),
+    "qwen3_4b_instruct_2507": ("Qwen/Qwen3-4B-Instruct-2507", "instruct", {}, 262144),
+    "qwen3_8b": ("Qwen/Qwen3-8B", "thinking", {"enable_thinking": False}, 40960),
 }
-RLRT_EPS_W = {"base": 1.0, "instruct": 0.5, "thinking": 0.2}
-# method: (direction, gate, lambda_schedule, lambda_0, lambda_decay_steps); None = the method has no token weight
-WEIGHTS = {
-    "rlsd": (1, "all", "linear_decay", 0.5, 50),
-    "rlrt": (-1, "correct", "constant", 0.5, None),
-    "rlrt_all": (-1, "all", "constant", 0.5, None),
-    "rlrt_teacher_up": (1, "correct", "constant", 0.5, None),
-}
+PROMPT, RESPONSE = 2048, 20480  # RLRT Table 5
+RLRT_EPS_W = {"base": 1.0, "instruct": 0.5, "thinking": 0.2}  # RLRT Table 5
+# RLRT Table 5: RLRT's λ does not decay on base backbones, decays over 30 steps on instruct and thinking
+RLRT_LAMBDA = {"base": ("constant", None), "instruct": ("linear_decay", 30), "thinking": ("linear_decay", 30)}
+# method: (direction, gate); None = the method has no token weight
+WEIGHTS = {"rlsd": (1, "all"), "rlrt": (-1, "correct"), "rlrt_all": (-1, "all"), "rlrt_teacher_up": (1, "correct")}
 PAIRS = [(m, b) for m in METHODS for b in BACKBONES]
 
 
@@ -109,42 +111,58 @@ def _changed(cfg, updates: dict):
 
 @pytest.mark.parametrize("method, backbone", PAIRS)
 def test_pair_composes_and_validates(composed, method, backbone):
-    """Each pair resolves to the method's ε_w, λ schedule, clip, lr and trainer mode on the backbone's model,
-    through the rlrt: dataclass, verl's actor dataclass and the trainer's own config check."""
+    """Each pair, composed, carries RLRT Table 5's settings (or the method's own, where noted) through the rlrt:
+    dataclass, verl's actor dataclass and the trainer's own config check."""
     cfg = composed[(method, backbone)]
-    estimator, teacher, lr, clip_high, entropy_coeff, loss_mode, distill_loss_coef = METHODS[method]
-    model_path, kind, chat_kwargs, prompt_len, response_len = BACKBONES[backbone]
+    estimator, teacher, lr, norm_by_std, entropy_coeff, loss_mode, distill_loss_coef = METHODS[method]
+    model_path, kind, chat_kwargs, max_positions = BACKBONES[backbone]
 
     rlrt = load_rlrt_config(cfg)
     actor = omega_conf_to_dataclass(cfg.actor_rollout_ref.actor)
     check_config(cfg)
 
     assert cfg.algorithm.adv_estimator == estimator
-    assert cfg.trainer.v1.trainer_mode == ("rlrt_sync" if teacher else "sync")
+    assert cfg.trainer.v1.trainer_mode == ("rlrt_sync" if teacher or method in ENTROPY_BONUS else "sync")
+    assert (rlrt.eb_alpha, rlrt.eb_kappa) == ENTROPY_BONUS.get(method, (0.4, 2.0))
     assert rlrt.needs_teacher(estimator) == teacher
     assert rlrt.backbone_kind == kind
     if method in WEIGHTS:
-        direction, gate, schedule, lambda_0, decay_steps = WEIGHTS[method]
-        eps_w = 0.2 if estimator == "rlsd" else RLRT_EPS_W[kind]
+        direction, gate = WEIGHTS[method]
+        if estimator == "rlsd":  # RLRT Table 5: ε_w 0.2, λ over 50 steps on every backbone
+            eps_w, (schedule, decay_steps) = 0.2, ("linear_decay", 50)
+        else:
+            eps_w, (schedule, decay_steps) = RLRT_EPS_W[kind], RLRT_LAMBDA[kind]
         assert (rlrt.direction, rlrt.gate, rlrt.eps_w) == (direction, gate, eps_w)
-        assert (rlrt.lambda_schedule, rlrt.lambda_0, rlrt.lambda_decay_steps) == (schedule, lambda_0, decay_steps)
+        assert (rlrt.lambda_schedule, rlrt.lambda_0, rlrt.lambda_decay_steps) == (schedule, 0.5, decay_steps)
     else:
         assert (rlrt.direction, rlrt.gate, rlrt.eps_w, rlrt.lambda_schedule, rlrt.lambda_0) == (None,) * 5
     assert rlrt.distill_loss_coef == distill_loss_coef
     assert actor.policy_loss.loss_mode == loss_mode
+    if estimator == "rlrt":  # c = another complete correct rollout; none: no teacher (ours, PAPERS.md)
+        assert (rlrt.context, rlrt.sibling_fallback) == ("rollout", "none")
+    # ours: teacher rows fit the model (the trainer refuses to start otherwise)
+    assert rlrt.max_privileged_prompt_length == max_positions - RESPONSE
 
+    # RLRT Table 5, every method
     assert actor.optim.lr == lr
-    assert (actor.clip_ratio_low, actor.clip_ratio_high, actor.clip_ratio_c) == (0.2, clip_high, 3.0)
+    assert (actor.optim.lr_warmup_steps, actor.optim.weight_decay, actor.grad_clip) == (10, 0.01, 1.0)
+    assert (actor.clip_ratio_low, actor.clip_ratio_high, actor.clip_ratio_c) == (0.2, 0.28, 3.0)
+    assert actor.loss_agg_mode == "token-mean"
+    assert cfg.algorithm.norm_adv_by_std_in_grpo == norm_by_std
     assert actor.entropy_coeff == entropy_coeff
-    assert actor.loss_agg_mode == "seq-mean-token-mean"
     assert not actor.use_kl_loss and not cfg.algorithm.use_kl_in_reward
-    assert actor.ppo_max_token_len_per_gpu >= prompt_len + response_len
+    correction = cfg.algorithm.rollout_correction
+    assert (correction.rollout_is, correction.rollout_is_threshold, correction.bypass_mode) == ("token", 2.0, False)
+    assert (cfg.data.train_batch_size, actor.ppo_mini_batch_size, actor.ppo_epochs) == (256, 128, 1)
+    assert (cfg.data.max_prompt_length, cfg.data.max_response_length) == (PROMPT, RESPONSE)
+    assert actor.use_dynamic_bsz and actor.ppo_max_token_len_per_gpu >= PROMPT + RESPONSE
 
     rollout = cfg.actor_rollout_ref.rollout
-    assert (rollout.name, rollout.n, rollout.temperature) == ("vllm", 8, 1.0)
+    assert (rollout.name, rollout.n, rollout.temperature, rollout.calculate_log_probs) == ("vllm", 8, 1.0, True)
+    val = rollout.val_kwargs  # RLRT "Evaluation"
+    assert (val.n, val.do_sample, val.temperature, val.top_p, val.top_k) == (16, True, 0.7, 0.8, 20)
     assert cfg.actor_rollout_ref.model.path == model_path
     assert OmegaConf.to_container(cfg.data.apply_chat_template_kwargs) == chat_kwargs
-    assert (cfg.data.max_prompt_length, cfg.data.max_response_length) == (prompt_len, response_len)
     assert cfg.reward.custom_reward_function.path == "pkg://rlrt_recipe.reward"
     assert "file" in cfg.trainer.logger
     # A distinct checkpoint directory per pair: resume_mode=auto never picks up another method's run.
@@ -182,7 +200,7 @@ def test_override_precedence(composed):
 
 @pytest.mark.parametrize(
     "method, backbone",
-    [("rlrt", "qwen3_4b_thinking"), ("rlsd", "qwen3_4b_base"), ("grpo_opsd_loss", "qwen3_4b_instruct_2507"),
+    [("rlrt", "qwen3_8b"), ("rlsd", "qwen3_4b_base"), ("grpo_opsd_loss", "qwen3_4b_instruct_2507"),
      ("opsd", "qwen3_8b_base")],
 )
 def test_cpu_group_composes_after_the_groups(hydra_ctx, method, backbone):
@@ -201,6 +219,7 @@ def test_cpu_group_composes_after_the_groups(hydra_ctx, method, backbone):
     [
         ("rlrt", {"rlrt.teacher": "frozen"}, "rlrt.teacher"),
         ("rlsd", {"algorithm.rollout_correction.bypass_mode": True}, "algorithm.rollout_correction.bypass_mode"),
+        ("grpo_eb", {"algorithm.rollout_correction.bypass_mode": True}, "algorithm.rollout_correction.bypass_mode"),
         ("opsd", {"algorithm.filter_groups.enable": True}, "algorithm.filter_groups.enable"),
         ("grpo", {"rlrt.distill_loss_coef": 0.1}, "rlrt.distill_loss_coef"),
         ("grpo_opsd_loss", {"actor_rollout_ref.actor.policy_loss.loss_mode": "vanilla"}, "policy_loss.loss_mode=self_distill"),
@@ -277,5 +296,5 @@ def test_dry_run_composes_through_the_cli(dry_run_output):
     assert evaluation.trainer.resume_mode == "resume_path"
     assert evaluation.trainer.resume_from_path == f"{out}/rlrt/checkpoints/global_step_7"
     val = evaluation.actor_rollout_ref.rollout.val_kwargs
-    assert (val.n, val.do_sample, val.temperature, val.top_p) == (16, True, 0.6, 0.95)
+    assert (val.n, val.do_sample, val.temperature, val.top_p, val.top_k) == (16, True, 0.7, 0.8, 20)
     assert len(evaluation.data.val_files) == 6 and evaluation.trainer.n_gpus_per_node == 4

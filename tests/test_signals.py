@@ -8,7 +8,14 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch.testing import assert_close
 
-from rlrt_recipe.signals import lambda_at, opsd_advantages, reweighted_advantages, token_weights
+from rlrt_recipe.signals import (
+    entropy_bonus_advantages,
+    entropy_bonus_statistics,
+    lambda_at,
+    opsd_advantages,
+    reweighted_advantages,
+    token_weights,
+)
 
 # Two rollouts of one group (A = +1 and −1), three tokens each.
 DELTA = torch.tensor([[0.5, -0.5, 0.0], [0.2, -1.0, 0.3]])
@@ -256,3 +263,99 @@ def test_gap_statistics_hand_computed():
     assert stats["w_mean"] == pytest.approx((1.2 + 0.8) / 2)
     assert (stats["w_clip_low_frac"], stats["w_clip_high_frac"]) == (0.5, 0.5)
     assert gap_statistics(delta, adv, mask, torch.tensor([False, False]), direction=1, eps_w=0.2) == {}
+
+
+# ---------------------------------------------------------------- GRPO+EB (Cheng et al.): Â = A + min(α·H, |A|/κ)
+
+# α = 0.4, κ = 2 (the paper's GRPO values). Row 0: A = +1, row 1: A = −1, row 2: a degenerate group (A = 0).
+# Token 0: α·H = 0.2 < |A|/κ = 0.5 (α·H binds); token 1: α·H = 1.2 > 0.5 (the cap |A|/κ binds).
+EB_ADV = torch.tensor([[1.0, 1.0, 1.0], [-1.0, -1.0, -1.0], [0.0, 0.0, 0.0]])
+EB_ENTROPY = torch.tensor([[0.5, 3.0, float("nan")], [0.5, 3.0, 0.0], [2.0, 2.0, 2.0]])
+EB_MASK = torch.tensor([[1, 1, 0], [1, 1, 1], [1, 1, 1]])
+
+
+def test_entropy_bonus_hand_computed():
+    """ψ = α·H where it is below |A|/κ, else |A|/κ; a negative A shrinks and keeps its sign; H = 0 and A = 0 give
+    ψ = 0; the masked position is 0 although its entropy is NaN."""
+    expected = torch.tensor([[1.0 + 0.2, 1.0 + 0.5, 0.0], [-1.0 + 0.2, -1.0 + 0.5, -1.0], [0.0, 0.0, 0.0]])
+    out = entropy_bonus_advantages(EB_ADV, EB_ENTROPY, EB_MASK, alpha=0.4, kappa=2.0)
+    assert_close(out, expected)
+    assert out.dtype == torch.float32
+
+
+def test_entropy_bonus_statistics_hand_computed():
+    """eb_bonus_mean: ψ over all 8 response tokens (0.2 + 0.5 + 0.2 + 0.5 + 0 · 4) / 8; eb_capped_frac: the cap
+    binds on token 1 of rows 0 and 1, 2 of the 5 response tokens with A ≠ 0 (row 2 has A = 0)."""
+    stats = entropy_bonus_statistics(EB_ADV, EB_ENTROPY, EB_MASK, alpha=0.4, kappa=2.0)
+    assert stats == {"eb_bonus_mean": pytest.approx(1.4 / 8), "eb_capped_frac": pytest.approx(2 / 5)}
+    assert entropy_bonus_statistics(EB_ADV[2:], EB_ENTROPY[2:], EB_MASK[2:], alpha=0.4, kappa=2.0) == {
+        "eb_bonus_mean": 0.0
+    }
+    assert entropy_bonus_statistics(EB_ADV, EB_ENTROPY, torch.zeros_like(EB_MASK), alpha=0.4, kappa=2.0) == {}
+
+
+def test_entropy_bonus_errors():
+    """A non-finite entropy on a response token names its row; α < 0, κ ≤ 1 (which could flip the sign of A) and
+    mismatched shapes are refused."""
+    entropy = EB_ENTROPY.clone()
+    entropy[1, 2] = float("inf")
+    with pytest.raises(ValueError, match=r"non-finite token entropy .* rows \[1\]"):
+        entropy_bonus_advantages(EB_ADV, entropy, EB_MASK, alpha=0.4, kappa=2.0)
+    with pytest.raises(ValueError, match="alpha"):
+        entropy_bonus_advantages(EB_ADV, EB_ENTROPY, EB_MASK, alpha=-0.1, kappa=2.0)
+    with pytest.raises(ValueError, match="kappa"):
+        entropy_bonus_advantages(EB_ADV, EB_ENTROPY, EB_MASK, alpha=0.4, kappa=1.0)
+    with pytest.raises(ValueError, match="entropy and adv"):
+        entropy_bonus_advantages(EB_ADV, EB_ENTROPY[:, :2], EB_MASK, alpha=0.4, kappa=2.0)
+
+
+@st.composite
+def entropy_batches(draw):
+    """A random [B, T] batch: per-row advantages (zero allowed), entropies ≥ 0, a mask, α ≥ 0 and κ > 1."""
+    rows, cols = draw(st.integers(1, 4)), draw(st.integers(1, 6))
+    row_adv = draw(st.lists(st.one_of(st.just(0.0), st.floats(-3, 3, width=32)), min_size=rows, max_size=rows))
+    adv = torch.tensor(row_adv)[:, None].expand(rows, cols).clone()
+    entropy = torch.tensor(draw(st.lists(st.lists(st.floats(0, 12, width=32), min_size=cols, max_size=cols),
+                                         min_size=rows, max_size=rows)))
+    mask = torch.tensor(draw(st.lists(st.lists(st.booleans(), min_size=cols, max_size=cols), min_size=rows, max_size=rows)))
+    alpha = draw(st.floats(0, 5))
+    kappa = draw(st.floats(1, 10, exclude_min=True))
+    return adv, entropy, mask, alpha, kappa
+
+
+@settings(max_examples=200, deadline=None)
+@given(entropy_batches())
+def test_property_entropy_bonus_keeps_sign_and_bounds(batch):
+    """A·Â ≥ 0 and |Â − A| ≤ |A|/κ on response tokens: the bonus never flips the sign of A."""
+    adv, entropy, mask, alpha, kappa = batch
+    adv_hat = entropy_bonus_advantages(adv, entropy, mask, alpha=alpha, kappa=kappa)
+    m = mask.bool()
+    assert (adv[m] * adv_hat[m] >= 0).all()
+    assert ((adv_hat[m] - adv[m]).abs() <= adv[m].abs() / kappa + 1e-6 * (1 + adv[m].abs())).all()
+    assert (adv_hat[~m] == 0).all()
+
+
+@settings(max_examples=100, deadline=None)
+@given(entropy_batches())
+def test_property_entropy_bonus_zero_entropy_is_grpo(batch):
+    """H = 0 (or α = 0) gives Â = A bit for bit, and A = 0 gives Â = 0 whatever H is."""
+    adv, entropy, mask, alpha, kappa = batch
+    grpo = torch.where(mask.bool(), adv, 0.0)
+    assert torch.equal(entropy_bonus_advantages(adv, torch.zeros_like(entropy), mask, alpha=alpha, kappa=kappa), grpo)
+    assert torch.equal(entropy_bonus_advantages(adv, entropy, mask, alpha=0.0, kappa=kappa), grpo)
+    zero = torch.zeros_like(adv)
+    assert torch.equal(entropy_bonus_advantages(zero, entropy, mask, alpha=alpha, kappa=kappa), zero)
+
+
+@settings(max_examples=100, deadline=None)
+@given(entropy_batches(), st.data())
+def test_property_entropy_bonus_masked_positions_inert(batch, data):
+    """Masked positions hold Â = 0 and change nothing elsewhere, even holding NaN/inf in A or H."""
+    adv, entropy, mask, alpha, kappa = batch
+    m = mask.bool()
+    assume((~m).any())
+    noisy_adv, noisy_entropy = adv.clone(), entropy.clone()
+    noisy_adv[~m] = data.draw(special)
+    noisy_entropy[~m] = data.draw(special)
+    clean = entropy_bonus_advantages(adv, entropy, mask, alpha=alpha, kappa=kappa)
+    assert torch.equal(entropy_bonus_advantages(noisy_adv, noisy_entropy, mask, alpha=alpha, kappa=kappa), clean)

@@ -165,11 +165,16 @@ def test_padding_rows_never_scored_or_counted_and_dp_padding(model_and_tokenizer
 
 
 def test_rlrt_siblings_and_fallback(model_and_tokenizer):
-    """RLRT scores only correct rows of mixed groups; a lone correct row falls back to the answer."""
+    """RLRT scores only correct rows of mixed groups; a lone correct row gets no teacher by default (RLRT's base
+    code masks it) and falls back to the answer with rlrt.sibling_fallback=answer."""
     model, tokenizer = model_and_tokenizer
     data, padding = _stored_batch(model, tokenizer, scores=[1.0, 1.0, 0.0, 1.0, 0.0, 0.0],
                                   response_lens=[4, 6, 3, 5, 2, 2], uids=["a", "a", "a", "b", "b", "b"])
     fields, metrics = _step(tokenizer, "rlrt").run(data, padding, 1, WorkerGroupStandIn(model).compute_log_prob)
+    assert fields["has_teacher"].tolist() == [True, True, False, False, False, False]
+    assert metrics["rlrt/context/sibling"] == 2.0 and metrics["rlrt/context/none"] == 1.0
+    fields, metrics = _step(tokenizer, "rlrt", sibling_fallback="answer").run(
+        data, padding, 1, WorkerGroupStandIn(model).compute_log_prob)
     assert fields["has_teacher"].tolist() == [True, True, False, True, False, False]
     assert metrics["rlrt/context/sibling"] == 2.0 and metrics["rlrt/context/fallback_answer"] == 1.0
     assert metrics["rlrt/gate_pass_frac"] == pytest.approx(0.5)
@@ -308,3 +313,22 @@ def test_run_times_each_driver_part(model_and_tokenizer):
     assert metrics["rlrt/teacher_forward_s"] == metrics["timing_s/teacher/forward"]
     _, idle = _step(tokenizer, "rlsd", lambda_decay_steps=1).run(data, padding, 2, WorkerGroupStandIn(model).compute_log_prob)
     assert "timing_s/teacher/forward" not in idle and "timing_s/teacher/batch" not in idle
+
+
+def test_a_correct_rollout_cut_at_the_length_limit_is_never_a_sibling(model_and_tokenizer):
+    """Group a has three correct rollouts; row 1 did not end with EOS (cut at the length limit), so it is neither
+    decoded nor drawn as a sibling: rows 0 and 2 take each other, row 1 takes one of them."""
+    model, tokenizer = model_and_tokenizer
+    data, padding = _stored_batch(model, tokenizer, scores=[1.0, 1.0, 1.0, 0.0], response_lens=[3, 5, 4, 2],
+                                  uids=["a", "a", "a", "a"])
+    responses = data["responses"].unbind()
+    cut = responses[1].clone()
+    cut[-1] = 7  # an ordinary token where EOS was
+    data["responses"] = tu.nested_tensor_from_tensor_list([responses[0], cut, responses[2], responses[3]])
+    for step_k in (1, 2, 3):
+        wg = WorkerGroupStandIn(model)
+        _, metrics = _step(tokenizer, "rlrt").run(data, padding, step_k, wg.compute_log_prob)
+        prompts = [tokenizer.decode(p) for p in wg.calls[0]["prompts"].unbind()[:3]]
+        body_of_row_1 = tokenizer.decode(cut[:-1])
+        assert all(body_of_row_1 not in prompt for prompt in prompts)
+        assert metrics["rlrt/context/sibling"] == 3.0

@@ -26,6 +26,7 @@ from rlrt_recipe import signals
 from rlrt_recipe.config import load_rlrt_config
 from rlrt_recipe.integration import trainer as trainer_module
 from rlrt_recipe.integration.estimators import grpo_advantages
+from rlrt_recipe.integration.teacher import OUTPUT_FIELDS
 from rlrt_recipe.integration.trainer import RlrtSyncTrainer
 
 VERL_CONFIG = Path(verl.__file__).parent / "trainer" / "config" / "_generated_ppo_trainer.yaml"
@@ -45,6 +46,7 @@ RLRT_SECTIONS = {
     "rlrt": {"lambda_schedule": "linear_decay", "lambda_decay_steps": 2},
     "opsd": {},
     "grpo_opsd": {},
+    "grpo_eb": {},
 }
 
 
@@ -86,8 +88,10 @@ def _rows_of(value):
 
 def _stored_batch(seed=0, **extra_fields):
     """Per-row fields as the V1 agent loop, the old-log-prob step and the teacher step store them: rm_scores has the
-    reward on the last token, teacher_log_probs = old_log_probs on rows without a teacher (Δ = 0 there)."""
+    reward on the last token, teacher_log_probs = old_log_probs on rows without a teacher (Δ = 0 there), entropy
+    (θ_old's token entropy, which verl's old-log-prob pass stores for every row) in [0, 3)."""
     gen = torch.Generator().manual_seed(seed)
+    entropy_gen = torch.Generator().manual_seed(seed + 1)  # its own stream: the other fields stay as they were
     rows = []
     for i, n in enumerate(LENGTHS):
         old = -torch.rand(n, generator=gen) * 3  # [n_i]
@@ -96,7 +100,7 @@ def _stored_batch(seed=0, **extra_fields):
         scores[-1] = float(CORRECT[i])
         row = dict(uid=UIDS[i], response_mask=torch.ones(n, dtype=torch.int64), rm_scores=scores,
                    old_log_probs=old, teacher_log_probs=teacher, correct=torch.tensor(CORRECT[i]),
-                   has_teacher=torch.tensor(HAS_TEACHER[i]))
+                   has_teacher=torch.tensor(HAS_TEACHER[i]), entropy=torch.rand(n, generator=entropy_gen) * 3)
         for name, make in extra_fields.items():
             row[name] = make(old, gen)
         rows.append(row)
@@ -148,6 +152,9 @@ def _expected(name, cfg, rows, rewards, *, lam=LAMBDA_AT_STEP, correct=CORRECT, 
         return signals.opsd_advantages(delta, mask)
     if name == "grpo_opsd":
         return signals.opsd_advantages(delta, mask, adv=grpo, beta=rlrt_cfg.distill_adv_coef)
+    if name == "grpo_eb":
+        return signals.entropy_bonus_advantages(grpo, _padded(rows, "entropy"), mask, alpha=rlrt_cfg.eb_alpha,
+                                                kappa=rlrt_cfg.eb_kappa)
     return signals.reweighted_advantages(
         delta, grpo, mask, correct=torch.tensor(correct), has_teacher=torch.tensor(has_teacher),
         direction=rlrt_cfg.direction, gate=rlrt_cfg.gate, lam=lam, eps_w=rlrt_cfg.eps_w,
@@ -180,7 +187,7 @@ def test_verl_compute_advantage_is_the_version_mirrored():
 # --- the advantages the update reads ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["rlsd", "rlrt", "opsd", "grpo_opsd"])
+@pytest.mark.parametrize("name", ["rlsd", "rlrt", "opsd", "grpo_opsd", "grpo_eb"])
 def test_stored_advantages_are_the_formulas(monkeypatch, name):
     """The advantages (and returns) written back for the update equal signals' formula on the stored fields,
     nested with each row's response length. Guards the estimator call: correct and has_teacher swapped, or λ
@@ -199,6 +206,33 @@ def test_stored_advantages_are_the_formulas(monkeypatch, name):
         assert load_rlrt_config(cfg).lambda_at(STEP) == LAMBDA_AT_STEP
         assert load_rlrt_config(cfg).lambda_at(STEP - 1) == LAMBDA_AT_STALE_STEP
         assert metrics["rlrt/lambda"] == LAMBDA_AT_STEP
+
+
+@pytest.mark.parametrize("norm", [True, False])
+def test_grpo_eb_reads_the_entropy_and_no_teacher_field(monkeypatch, norm):
+    """grpo_eb on rows that hold no teacher field (the teacher step is skipped for it): the stored advantages are
+    A + min(α·H, |A|/κ) with α = 0.4, κ = 2 on each row's response tokens, A verl's GRPO; the step logs the bonus
+    metrics and none of the Δ/w ones."""
+    cfg = _config("grpo_eb", norm_adv_by_std_in_grpo=norm)
+    rows = [{k: v for k, v in row.items() if k not in OUTPUT_FIELDS} for row in _stored_batch()]
+    store, keys, _, metrics = _run(monkeypatch, cfg, rows)
+
+    mask, entropy = _padded(rows, "response_mask").bool(), _padded(rows, "entropy")  # [B, T]
+    grpo = grpo_advantages(_padded(rows, "rm_scores"), mask, np.array(UIDS, dtype=object), cfg.algorithm)  # [B, T]
+    bonus = torch.where(mask, torch.minimum(0.4 * entropy, grpo.abs() / 2.0), 0.0)  # [B, T]
+    _assert_rows(_stored(store, keys, "advantages"), torch.where(mask, grpo + bonus, 0.0))
+    capped = (grpo.abs() / 2.0 < 0.4 * entropy)[mask & (grpo != 0)]  # [N]
+    assert 0 < capped.float().mean() < 1  # the batch has tokens on both sides of the cap
+    assert metrics == {"rlrt/eb_bonus_mean": pytest.approx(bonus[mask].mean().item()),
+                       "rlrt/eb_capped_frac": pytest.approx(capped.float().mean().item())}
+
+
+def test_grpo_eb_without_the_entropy_field_names_it(monkeypatch):
+    """Without verl's entropy field in TransferQueue (bypass mode, which check_config refuses for grpo_eb, stores
+    none) the advantage step stops, naming the field, instead of reading nothing."""
+    rows = [{k: v for k, v in row.items() if k != "entropy"} for row in _stored_batch()]
+    with pytest.raises(RuntimeError, match=r"the advantage needs \['entropy'\]"):
+        _run(monkeypatch, _config("grpo_eb"), rows)
 
 
 def test_the_batch_tells_a_swap_and_a_stale_step_apart():

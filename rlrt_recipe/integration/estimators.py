@@ -1,13 +1,14 @@
-"""The advantage estimators ``rlrt``, ``rlsd``, ``opsd`` and ``grpo_opsd``, registered with verl.
+"""The advantage estimators ``rlrt``, ``rlsd``, ``opsd``, ``grpo_opsd`` and ``grpo_eb``, registered with verl.
 
-Each computes verl's GRPO outcome advantage A with verl's own ``compute_grpo_outcome_advantage`` and
-reshapes it per token with ``rlrt_recipe.signals``. Signature (docs/methods.md, "Contracts"):
+Each computes verl's GRPO outcome advantage A with verl's own ``compute_grpo_outcome_advantage`` (``opsd`` needs
+none) and reshapes it per token with ``rlrt_recipe.signals``. Signatures (docs/methods.md, "Contracts"):
 
     fn(token_level_rewards, response_mask, index, config=None, *, old_log_probs, teacher_log_probs,
-       correct, has_teacher, global_step, rlrt_cfg) -> (advantages, returns)
+       correct, has_teacher, global_step, rlrt_cfg) -> (advantages, returns)       the teacher forms
+    fn(token_level_rewards, response_mask, index, config=None, *, entropy, rlrt_cfg)  grpo_eb
 
-verl's stock trainers pass only the first four arguments; the teacher fields come from the ``rlrt_sync``
-trainer's ``_compute_advantage``, so a missing keyword is an error that says which trainer mode to set.
+verl's stock trainers pass only the first four arguments; the keyword inputs (``INPUTS_OF_FORM``) come from the
+``rlrt_sync`` trainer's ``_compute_advantage``, so a missing keyword is an error that says which trainer mode to set.
 """
 
 from __future__ import annotations
@@ -58,8 +59,35 @@ def _grpo_opsd(delta, response_mask, grpo, *, rlrt_cfg, **_) -> torch.Tensor:
 
 _ADVANTAGE_OF_FORM = {"reweighted": _reweighted, "gain": _opsd, "grpo_plus_gain": _grpo_opsd}
 
+#: The keyword inputs of each form of advantage besides ``rlrt_cfg``: each is a TransferQueue field of the same name,
+#: which the rlrt_sync trainer reads and passes, except ``global_step`` (``STEP_INPUT``, verl's step counter).
+STEP_INPUT = "global_step"
+_TEACHER_INPUTS = ("old_log_probs", "teacher_log_probs", "correct", "has_teacher", STEP_INPUT)
+INPUTS_OF_FORM: dict[str, tuple[str, ...]] = {
+    **{form: _TEACHER_INPUTS for form in _ADVANTAGE_OF_FORM},
+    "entropy_bonus": ("entropy",),  # θ_old's token entropy, stored by verl's old-log-prob pass
+}
 
-def _estimator(name: str):
+
+def estimator_inputs(name: str) -> tuple[str, ...]:
+    """The keyword inputs of our estimator ``name`` besides ``rlrt_cfg`` (``INPUTS_OF_FORM``)."""
+    return INPUTS_OF_FORM[ESTIMATOR_FORMS[name]]
+
+
+def _check_inputs(name: str, given: dict[str, Any], needs: str) -> None:
+    """Raise naming the missing keywords and ``trainer.v1.trainer_mode=rlrt_sync``, or an unresolved ``rlrt_cfg``."""
+    missing = [key for key, value in given.items() if value is None]
+    if missing:
+        raise ValueError(
+            f"advantage estimator '{name}' was called without {', '.join(missing)}: it needs {needs}, "
+            "set trainer.v1.trainer_mode=rlrt_sync"
+        )
+    rlrt_cfg = given["rlrt_cfg"]
+    if not isinstance(rlrt_cfg, RlrtConfig) or rlrt_cfg.max_privileged_prompt_length is None:
+        raise TypeError(f"advantage estimator '{name}' needs a resolved RlrtConfig, got {rlrt_cfg!r}")
+
+
+def _teacher_estimator(name: str):
     """The verl-registrable estimator ``name``: checks the teacher fields, forms Δ, applies its advantage."""
     advantage_of = _ADVANTAGE_OF_FORM[ESTIMATOR_FORMS[name]]
 
@@ -78,28 +106,55 @@ def _estimator(name: str):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         given = dict(old_log_probs=old_log_probs, teacher_log_probs=teacher_log_probs, correct=correct,
                      has_teacher=has_teacher, global_step=global_step, rlrt_cfg=rlrt_cfg)
-        missing = [key for key, value in given.items() if value is None]
-        if missing:
-            raise ValueError(
-                f"advantage estimator '{name}' was called without {', '.join(missing)}: it needs the teacher "
-                "step, set trainer.v1.trainer_mode=rlrt_sync"
-            )
-        if not isinstance(rlrt_cfg, RlrtConfig) or rlrt_cfg.max_privileged_prompt_length is None:
-            raise TypeError(f"advantage estimator '{name}' needs a resolved RlrtConfig, got {rlrt_cfg!r}")
+        _check_inputs(name, given, "the teacher step")
         delta = signals.privileged_gain(teacher_log_probs, old_log_probs)  # [B, T]
 
         def grpo() -> torch.Tensor:
             return grpo_advantages(token_level_rewards, response_mask, index, config)  # [B, T]
 
         adv_hat = advantage_of(
-            delta, response_mask, grpo, correct=correct, has_teacher=has_teacher, global_step=global_step,
-            rlrt_cfg=rlrt_cfg,
+            delta, response_mask, grpo, correct=correct.bool(), has_teacher=has_teacher.bool(),
+            global_step=global_step, rlrt_cfg=rlrt_cfg,
         )  # [B, T]
         return adv_hat, adv_hat
 
+    return _named(estimator, name, advantage_of.__doc__)
+
+
+def _entropy_bonus_estimator(name: str):
+    """The verl-registrable estimator ``name`` (grpo_eb): verl's GRPO A plus the entropy bonus ψ."""
+
+    def estimator(
+        token_level_rewards: torch.Tensor,
+        response_mask: torch.Tensor,
+        index: np.ndarray,
+        config: Any = None,
+        *,
+        entropy: torch.Tensor | None = None,
+        rlrt_cfg: RlrtConfig | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        _check_inputs(name, dict(entropy=entropy, rlrt_cfg=rlrt_cfg), "the token entropy of the old-log-prob pass")
+        adv = grpo_advantages(token_level_rewards, response_mask, index, config)  # [B, T]
+        adv_hat = signals.entropy_bonus_advantages(
+            adv, entropy, response_mask, alpha=rlrt_cfg.eb_alpha, kappa=rlrt_cfg.eb_kappa
+        )  # [B, T]
+        return adv_hat, adv_hat
+
+    return _named(estimator, name, "Â_t = A_t + min(α·H_t, |A_t|/κ), α = rlrt.eb_alpha, κ = rlrt.eb_kappa, "
+                  "H θ_old's token entropy (Cheng et al., arXiv 2506.14758).")
+
+
+def _named(estimator, name: str, doc: str):
     estimator.__name__ = estimator.__qualname__ = f"compute_{name}_advantage"
-    estimator.__doc__ = f"verl advantage estimator '{name}': {advantage_of.__doc__}"
+    estimator.__doc__ = f"verl advantage estimator '{name}': {doc}"
     return estimator
+
+
+def _estimator(name: str):
+    """The verl-registrable estimator ``name``, built for its form."""
+    if ESTIMATOR_FORMS[name] == "entropy_bonus":
+        return _entropy_bonus_estimator(name)
+    return _teacher_estimator(name)
 
 
 for _name in ESTIMATOR_FORMS:

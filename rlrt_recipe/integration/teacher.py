@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,17 +166,30 @@ def select_rows(rm_scores: torch.Tensor, response_mask: torch.Tensor, uids: Sequ
     return candidates & gate & (adv != 0).any(-1)
 
 
-def sibling_rows(uids: Sequence[str], correct: torch.Tensor, scored: torch.Tensor, context: str) -> list[int]:
-    """Rows whose text can become a sibling context: under the rollout context, each correct row of a uid group
-    that has a scored row other than itself (``teacher_contexts`` draws a scored row's sibling from the correct
-    rows of its own group only); no row under the answer and solution contexts."""
+def finished_rows(responses: Sequence[torch.Tensor], eos_token_ids: Collection[int]) -> torch.Tensor:
+    """Rows whose response ended with an EOS token  [B] (not cut at the length limit, not empty)."""
+    return torch.tensor([len(r) > 0 and int(r[-1]) in eos_token_ids for r in responses], dtype=torch.bool)
+
+
+def eos_token_ids(tokenizer: Any, generation_config: Any = None) -> set[int]:
+    """The ids that end a rollout: the tokenizer's EOS and the generation config's (vLLM stops at either)."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    extra = getattr(generation_config, "eos_token_id", None)
+    ids.update(extra if isinstance(extra, (list, tuple, set)) else [] if extra is None else [extra])
+    return ids
+
+
+def sibling_rows(uids: Sequence[str], candidates: torch.Tensor, scored: torch.Tensor, context: str) -> list[int]:
+    """Rows whose text can become a sibling context: under the rollout context, each candidate row (correct and
+    finished) of a uid group that has a scored row other than itself (``teacher_contexts`` draws a scored row's
+    sibling from the candidates of its own group only); no row under the answer and solution contexts."""
     if context != "rollout":
         return []
     scored_in_group: dict[str, int] = {}
     for uid, is_scored in zip(uids, scored.tolist()):
         scored_in_group[uid] = scored_in_group.get(uid, 0) + is_scored
-    return [i for i, (uid, is_correct, is_scored) in enumerate(zip(uids, correct.tolist(), scored.tolist()))
-            if is_correct and scored_in_group[uid] > is_scored]
+    return [i for i, (uid, is_candidate, is_scored) in enumerate(zip(uids, candidates.tolist(), scored.tolist()))
+            if is_candidate and scored_in_group[uid] > is_scored]
 
 
 def leak_probe_rows(real: torch.Tensor, step: int) -> list[int]:
@@ -300,7 +313,8 @@ class TeacherStep:
 
     def __init__(self, *, rlrt_cfg: RlrtConfig, adv_estimator: str, tokenizer: Any, hf_model_type: str | None,
                  chat_template_kwargs: dict[str, Any], prompt_length: int, layout: TeacherBatchLayout,
-                 algorithm_config: Any = None, use_kl_in_reward: bool = False):
+                 algorithm_config: Any = None, use_kl_in_reward: bool = False,
+                 eos_token_ids: Collection[int] | None = None):
         self.cfg = rlrt_cfg
         self.adv_estimator = adv_estimator
         self.tokenizer = tokenizer
@@ -311,6 +325,7 @@ class TeacherStep:
         self.use_kl_in_reward = use_kl_in_reward
         self.context = rlrt_cfg.context or "solution"
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.eos_token_ids = set(eos_token_ids) if eos_token_ids else {tokenizer.eos_token_id}
         self._warned_16_bit = False
 
     def run(self, data: TensorDict, is_padding: Sequence[bool], step: int,
@@ -331,17 +346,19 @@ class TeacherStep:
             response_mask = padded["response_mask"]  # [B, T]
             scores = padded["rm_scores"].float().sum(-1)  # [B] r⁽ⁱ⁾
             correct = (scores >= cfg.correct_threshold) & real  # [B]; padding rows are never correct
+            # RLRT's c is a complete correct rollout: one cut at the length limit is never a sibling
+            candidates = correct & finished_rows(responses, self.eos_token_ids)  # [B]
             scored = select_rows(padded["rm_scores"], response_mask, uids, real, correct, step, cfg=cfg,
                                  adv_estimator=self.adv_estimator, algorithm_config=self.algorithm_config,
                                  use_kl_in_reward=self.use_kl_in_reward)  # [B]
             probe = leak_probe_rows(real, step)
         with simple_timer("decode", timing):
-            texts = decode(self.tokenizer, responses, sibling_rows(uids, correct, scored, self.context) + probe)
+            texts = decode(self.tokenizer, responses, sibling_rows(uids, candidates, scored, self.context) + probe)
         with simple_timer("contexts", timing):  # renders every sibling prompt for its length budget
             contexts = privileged.teacher_contexts(
                 rows, context=self.context, scored=scored.tolist(), count_tokens=self.render.count_tokens,
                 budget=cfg.max_privileged_prompt_length, templates=cfg.privileged_templates,
-                correct=correct.tolist(), texts=texts, step=step, sibling_choice=cfg.sibling_choice,
+                sibling_candidates=candidates.tolist(), texts=texts, step=step, sibling_choice=cfg.sibling_choice,
                 sibling_fallback=cfg.sibling_fallback, sibling_strip_thinking=cfg.sibling_strip_thinking,
             )
         teacher_rows = [i for i, ctx in enumerate(contexts) if ctx.messages is not None]

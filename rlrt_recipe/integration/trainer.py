@@ -4,7 +4,8 @@ Select it with ``trainer.v1.trainer_mode=rlrt_sync``. Per step (docs/methods.md)
   rollout → reward → balance → old log-probs s (``timing_s/old_log_prob_student``)
   → teacher log-probs τ on the same actor shards (``timing_s/teacher``; both inside verl's
     ``timing_s/old_log_prob``) → our estimator with the teacher fields → actor update with the ``self_distill`` loss.
-With ``algorithm.adv_estimator=grpo`` and no distillation loss the teacher step is skipped (said once).
+With ``algorithm.adv_estimator=grpo`` or ``grpo_eb`` (which reads the old-log-prob pass's ``entropy`` instead) and
+no distillation loss the teacher step is skipped (said once).
 
 Import order: importing this module imports ``verl.trainer.ppo.v1``, which with ``VERL_PLATFORM=cpu`` needs the
 CPU platform registered first; ``rlrt_recipe.plugin`` imports the CPU backend before this module.
@@ -30,17 +31,24 @@ from verl.workers.config import HFModelConfig
 from verl.workers.utils.padding import response_to_nested
 
 from rlrt_recipe import signals
-from rlrt_recipe.config import DISTILL_LOSS_MODE, TEACHER_ESTIMATORS, WEIGHTED_ESTIMATORS, load_rlrt_config
+from rlrt_recipe.config import (
+    DISTILL_LOSS_MODE,
+    ENTROPY_BONUS_ESTIMATORS,
+    ESTIMATOR_FORMS,
+    WEIGHTED_ESTIMATORS,
+    load_rlrt_config,
+)
 from rlrt_recipe.integration.loss import installed_loss_fn
 from rlrt_recipe.integration.preflight import SINGLE_TURN_AGENT, preflight_train_dataset
 from rlrt_recipe.integration.registry import missing_registrations
-from rlrt_recipe.integration.estimators import grpo_advantages
+from rlrt_recipe.integration.estimators import STEP_INPUT, estimator_inputs, grpo_advantages
 from rlrt_recipe.integration.teacher import (
     INPUT_FIELDS,
     OUTPUT_FIELDS,
     TeacherBatchLayout,
     TeacherStep,
     chat_template_kwargs,
+    eos_token_ids,
 )
 
 logger = logging.getLogger("rlrt_recipe")
@@ -65,6 +73,13 @@ def check_config(config) -> None:
             "with its own (set_loss_fn), silently dropping verl's term; set distillation.enabled=false (for "
             f"self-distillation use rlrt.distill_loss_coef with loss_mode={DISTILL_LOSS_MODE}) or another trainer mode"
         )
+    correction = algorithm.get("rollout_correction", None)
+    bypass_mode = correction is not None and correction.get("bypass_mode", False)
+    if bypass_mode and estimator in ENTROPY_BONUS_ESTIMATORS:
+        raise ValueError(
+            f"algorithm.rollout_correction.bypass_mode=True skips verl's old-log-prob pass, which stores the token "
+            f"entropy algorithm.adv_estimator={estimator} reads; set algorithm.rollout_correction.bypass_mode=False"
+        )
     if not rlrt_cfg.needs_teacher(estimator):
         return
     rollout = actor_rollout_ref.rollout
@@ -85,8 +100,7 @@ def check_config(config) -> None:
             "would need a second copy of the weights. Use rlrt.teacher=live or set "
             f"{_lora_key(actor_rollout_ref.actor.get('strategy', 'fsdp'))} > 0"
         )
-    correction = algorithm.get("rollout_correction", None)
-    if correction is not None and correction.get("bypass_mode", False):
+    if bypass_mode:
         raise ValueError(
             "algorithm.rollout_correction.bypass_mode=True makes old_log_probs the rollout engine's log-probs; "
             "the teacher's Δ = τ − s needs the actor's. Set algorithm.rollout_correction.bypass_mode=False"
@@ -153,6 +167,7 @@ class RlrtSyncTrainer(PPOTrainerSync):
         self.tokenizer = model_config.tokenizer
         self.processor = model_config.processor
         self.hf_config = model_config.hf_config
+        self.generation_config = model_config.generation_config
 
     def on_init_end(self):
         super().on_init_end()
@@ -163,7 +178,7 @@ class RlrtSyncTrainer(PPOTrainerSync):
         if not self.teacher_enabled:
             logger.warning(
                 "rlrt_sync: algorithm.adv_estimator=%s with no distillation loss needs no teacher; "
-                "the teacher step is skipped (plain verl sync training)", self.adv_estimator
+                "the teacher step is skipped (verl's sync step, with our advantage for grpo_eb)", self.adv_estimator
             )
             return
         self.teacher_step = self._build_teacher_step()
@@ -193,6 +208,7 @@ class RlrtSyncTrainer(PPOTrainerSync):
             hf_model_type=getattr(self.hf_config, "model_type", None), chat_template_kwargs=chat_template_kwargs(data),
             prompt_length=int(rollout.prompt_length), layout=layout, algorithm_config=self.config.algorithm,
             use_kl_in_reward=bool(self.config.algorithm.use_kl_in_reward),
+            eos_token_ids=eos_token_ids(self.tokenizer, self.generation_config),
         )
 
     def _compute_old_log_prob(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
@@ -215,17 +231,19 @@ class RlrtSyncTrainer(PPOTrainerSync):
         return batch
 
     def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
-        if self.adv_estimator not in TEACHER_ESTIMATORS:
+        if self.adv_estimator not in ESTIMATOR_FORMS:
             return super()._compute_advantage(batch, metrics)
         # Mirrors PPOTrainer._compute_advantage (verl 0.9.1 trainer_base.py:1743-1802) with the estimator
         # call replaced: verl's compute_advantage passes only rewards, mask, index and config.
         algorithm = self.config.algorithm
         # verl's list without "values" (only GAE reads it); TransferQueue leaves out the fields a run does not
         # store: ref_log_prob (read by apply_kl_penalty), rollout_log_probs (by the rollout correction).
-        fields = ["uid", "response_mask", "rm_scores", "rollout_log_probs", "old_log_probs", "ref_log_prob",
-                  *OUTPUT_FIELDS]
+        fields = ["uid", "response_mask", "rm_scores", "rollout_log_probs", "old_log_probs", "ref_log_prob"]
+        inputs = estimator_inputs(self.adv_estimator)  # the estimator's keywords besides rlrt_cfg
+        stored_inputs = [name for name in inputs if name != STEP_INPUT]  # those read from TransferQueue
+        fields += [name for name in stored_inputs if name not in fields]
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
-        _require_fields(data, ("response_mask", "rm_scores", "old_log_probs", *OUTPUT_FIELDS), "the advantage")
+        _require_fields(data, ("response_mask", "rm_scores", "old_log_probs", *stored_inputs), "the advantage")
         response_mask = data["response_mask"]
         data = DataProto(batch=data.to_padded_tensor())
         data.batch["token_level_scores"] = data.batch["rm_scores"]
@@ -245,11 +263,10 @@ class RlrtSyncTrainer(PPOTrainerSync):
             metrics.update(is_metrics)
 
         padded = data.batch
+        keywords = {name: self.global_steps if name == STEP_INPUT else padded[name] for name in inputs}
         advantages, returns = get_adv_estimator_fn(self.adv_estimator)(
             padded["token_level_rewards"], padded["response_mask"], data.non_tensor_batch["uid"], algorithm,
-            old_log_probs=padded["old_log_probs"], teacher_log_probs=padded["teacher_log_probs"],
-            correct=padded["correct"].bool(), has_teacher=padded["has_teacher"].bool(),
-            global_step=self.global_steps, rlrt_cfg=self.rlrt_cfg,
+            rlrt_cfg=self.rlrt_cfg, **keywords,
         )
         metrics.update(self._advantage_metrics(padded, data.non_tensor_batch["uid"]))
 
@@ -268,10 +285,16 @@ class RlrtSyncTrainer(PPOTrainerSync):
         metrics.update(reward_timeout_metrics(batch))
 
     def _advantage_metrics(self, padded: TensorDict, index: np.ndarray) -> dict[str, float]:
-        """Δ (and w) statistics over response tokens of rows with a teacher and A ≠ 0; λ of the step."""
+        """Δ (and w) statistics over response tokens of rows with a teacher and A ≠ 0, λ of the step; for the
+        entropy bonus (no teacher fields) the mean bonus ψ and the fraction of A ≠ 0 tokens where its cap binds."""
         cfg = self.rlrt_cfg
         weighted = self.adv_estimator in WEIGHTED_ESTIMATORS
         grpo = grpo_advantages(padded["token_level_rewards"], padded["response_mask"], index, self.config.algorithm)
+        if self.adv_estimator in ENTROPY_BONUS_ESTIMATORS:
+            stats = signals.entropy_bonus_statistics(
+                grpo, padded["entropy"], padded["response_mask"], alpha=cfg.eb_alpha, kappa=cfg.eb_kappa
+            )
+            return {f"rlrt/{key}": value for key, value in stats.items()}
         stats = signals.gap_statistics(
             signals.privileged_gain(padded["teacher_log_probs"], padded["old_log_probs"]), grpo,
             padded["response_mask"], padded["has_teacher"].bool(),
