@@ -116,12 +116,13 @@ def test_rlrt_scores_only_correct_rollouts(comparison):
 
 def test_rlrt_runs_the_instruct_settings_with_rollout_importance_sampling(comparison):
     """The RLRT launch resolves instruct's ε_w 0.5 (every clipped weight inside [0.5, 1.5]) and decaying λ, and
-    verl's rollout correction runs beside the teacher step: rollout_corr/* metrics on every step."""
+    verl's rollout correction runs beside the teacher step: IS weights (rollout_corr/rollout_is_*) on every step."""
     for step, data in comparison[1]["rlrt"].items():
-        assert any(key.startswith("rollout_corr/") for key in data), f"step {step}: no rollout_corr/* metric"
+        assert math.isfinite(data["rollout_corr/rollout_is_mean"]), f"step {step}: no rollout IS weights"
         if "rlrt/w_mean" in data:
             assert 0.5 <= data["rlrt/w_mean"] <= 1.5
-    assert not any(key.startswith("rollout_corr/") for data in comparison[1]["rlsd"].values() for key in data)
+    # verl logs its off-policy diagnostics (rollout_corr/*) always; the IS weights only where rollout_is is set
+    assert not any("rollout_corr/rollout_is_mean" in data for data in comparison[1]["rlsd"].values())
 
 
 def test_grpo_eb_reads_the_old_log_prob_entropy_without_a_teacher(comparison):
