@@ -354,7 +354,8 @@ def _fallback(row: RowInfo, fallback: str, reason: str, templates: Mapping[str, 
 
 
 def _seed(uid: str, step: int | None, rank: int) -> int:
-    # hashlib, not hash(): Python salts str hashes per process, and a rerun must draw the same sibling.
+    # hashlib, not hash(): deterministic for a given batch (uid, step, rank) in any process. verl draws a fresh
+    # uuid4 uid per prompt per step, so a rerun or a resume draws other siblings anyway (review A10).
     return int.from_bytes(hashlib.sha256(f"{uid}\x00{step}\x00{rank}".encode()).digest()[:8], "big")
 
 

@@ -298,18 +298,6 @@ def test_random_choice_is_deterministic_per_uid_and_step_and_varies_across_steps
     assert seen == {1, 2, 3, 4}
 
 
-def test_random_choice_does_not_depend_on_python_hash_seed():
-    """Guards against seeding with Python's salted hash(): two processes must draw the same siblings."""
-    code = ("import json; from rlrt_recipe.privileged import RowInfo, teacher_contexts\n"
-            "rows = [RowInfo(k, 'd', 'uid-x', ({'role': 'user', 'content': 'q'},), '1') for k in range(6)]\n"
-            "ctxs = teacher_contexts(rows, context='rollout', scored=[True] * 6, count_tokens=len, budget=10**9,\n"
-            "    sibling_candidates=[True] * 6, texts=[str(k) for k in range(6)], step=7)\n"
-            "print(json.dumps([c.sibling for c in ctxs]))")
-    draws = [json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
-                                       env={**os.environ, "PYTHONHASHSEED": seed}).stdout) for seed in ("1", "2")]
-    assert draws[0] == draws[1]
-
-
 def test_random_choice_of_a_row_does_not_depend_on_which_other_rows_are_scored():
     """Guards per-row seeding: scoring one more row must not change the siblings drawn for the others."""
     rows, correct, texts = group([True, True, True, True, False])

@@ -184,6 +184,30 @@ def test_verl_compute_advantage_is_the_version_mirrored():
     )
 
 
+def test_verl_init_sets_trainer_mode_right_before_building_the_replay_buffer():
+    """RlrtSyncTrainer._build_replay_buffer rewrites trainer_mode to "sync"; that works only while verl's __init__
+    sets trainer_mode and builds the replay buffer in this order (review A9)."""
+    source = inspect.getsource(PPOTrainer.__init__)
+    mode = source.index("self.trainer_mode = self.config.trainer.v1.trainer_mode")
+    buffer = source.index("self.replay_buffer = self._build_replay_buffer()")
+    assert mode < buffer and "trainer_mode" not in source[buffer:].split("\n", 1)[1].split("def ")[0], (
+        "verl's PPOTrainer.__init__ changed around trainer_mode / _build_replay_buffer: re-check "
+        "RlrtSyncTrainer._build_replay_buffer in rlrt_recipe/integration/trainer.py"
+    )
+
+
+def test_verl_init_tokenizer_is_the_version_mirrored():
+    """RlrtSyncTrainer._init_tokenizer mirrors verl's three lines and keeps the model's configs (review A8)."""
+    source = inspect.getsource(PPOTrainer._init_tokenizer)
+    body = [line.strip() for line in source.splitlines()[1:]
+            if line.strip() and not line.strip().startswith(("#", '"""'))]
+    assert body == [
+        "model_config: HFModelConfig = omega_conf_to_dataclass(self.config.actor_rollout_ref.model)",
+        "self.tokenizer = model_config.tokenizer",
+        "self.processor = model_config.processor",
+    ], "verl's PPOTrainer._init_tokenizer changed: re-sync RlrtSyncTrainer._init_tokenizer in trainer.py with it"
+
+
 # --- the advantages the update reads ------------------------------------------------------------------------
 
 

@@ -156,13 +156,16 @@ class RlrtSyncTrainer(PPOTrainerSync):
 
     def _build_replay_buffer(self):
         # verl compares trainer_mode with the literal "sync" (trainer_base.py:153, 731, 902, 912, 1004, 1499):
-        # any other name switches on the async replay buffer, one-prompt fetches and TQ checkpointing.
+        # any other name switches on the async replay buffer, one-prompt fetches and TQ checkpointing. It must be
+        # set here: PPOTrainer.__init__ sets trainer_mode, reads parameter_sync_step (trainer.v1.rlrt_sync is
+        # absent, so 1) and calls this method next (trainer_base.py:129-131; pinned in test_trainer_advantage.py).
         self.trainer_mode = "sync"
         return super()._build_replay_buffer()
 
     def _init_tokenizer(self):
-        # trainer_base.py:701-706, keeping hf_config too: model_type picks the agent loop's token builder,
-        # max_position_embeddings bounds the teacher rows.
+        # A mirror of trainer_base.py:701-706 (pinned in test_trainer_advantage.py) keeping the model's configs
+        # too: model_type picks the agent loop's token builder, max_position_embeddings bounds the teacher rows,
+        # the generation config's EOS ids tell a finished rollout.
         model_config: HFModelConfig = omega_conf_to_dataclass(self.config.actor_rollout_ref.model)
         self.tokenizer = model_config.tokenizer
         self.processor = model_config.processor
