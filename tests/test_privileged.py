@@ -1,9 +1,5 @@
 """The teacher prompt builder: templates, the sibling rule, fallbacks and the length budget (METHODS.md)."""
 
-import json
-import os
-import subprocess
-import sys
 
 from decimal import Decimal
 
