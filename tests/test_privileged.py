@@ -1,6 +1,5 @@
 """The teacher prompt builder: templates, the sibling rule, fallbacks and the length budget (METHODS.md)."""
 
-
 from decimal import Decimal
 
 import numpy as np
