@@ -54,7 +54,9 @@ WEIGHTED_ESTIMATORS = tuple(name for name, form in ESTIMATOR_FORMS.items() if fo
 DISTILL_LOSS_MODE = "self_distill"
 
 BACKBONE_KINDS = ("base", "instruct", "thinking")
-TEACHERS = ("live", "frozen")
+TEACHERS = ("live", "frozen", "snapshot")
+#: Teachers scored by a reference model (verl's, built from actor_rollout_ref.model.path) instead of the actor.
+REFERENCE_TEACHERS = ("frozen", "snapshot")
 # verl's kl_penalty estimators (core_algos.kl_penalty_forward); a trailing "+" adds the k2 straight-through.
 KL_TYPES = ("kl", "k1", "abs", "mse", "k2", "low_var_kl", "k3", "k1+", "k3+", "low_var_kl+")
 
@@ -122,7 +124,11 @@ class RlrtConfig:
     """κ of grpo_eb's cap |A|/κ, > 1 so the sign of A never flips: Cheng et al.'s value (arXiv 2506.14758)."""
 
     teacher: str = "live"
-    """live = the actor's current shards (θ_old of the step); frozen = θ₀ (LoRA only)."""
+    """live = the actor's current shards (θ_old of the step); frozen = θ₀; snapshot = a copy of the actor refreshed
+    every teacher_sync_steps steps and frozen in between (RLSD Sec. 5.1)."""
+    teacher_sync_steps: int = 10
+    """snapshot: N, the teacher is refreshed before the teacher pass of steps k with (k − 1) mod N = 0 (RLSD: every
+    10 steps; its official code: 20)."""
     context: str | None = None
     """Privileged context: answer | solution | rollout; null = the estimator's (rlsd answer, rlrt rollout, else solution)."""
     privileged_templates: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
@@ -165,6 +171,7 @@ class RlrtConfig:
         if not (_is_number(self.eb_kappa) and math.isfinite(self.eb_kappa) and self.eb_kappa > 1.0):
             raise ValueError(f"rlrt.eb_kappa must be a finite number > 1, got {self.eb_kappa!r}")
         check_choice("rlrt.teacher", self.teacher, TEACHERS)
+        _check_positive_int("teacher_sync_steps", self.teacher_sync_steps)
         check_choice("rlrt.context", self.context, CONTEXTS, nullable=True)
         self.privileged_templates = validate_templates(_to_plain_dict(self.privileged_templates))
         _check_positive_int("max_privileged_prompt_length", self.max_privileged_prompt_length, nullable=True)
@@ -212,6 +219,11 @@ class RlrtConfig:
     def lambda_at(self, step: int) -> float:
         """λ_k of this (resolved) config at verl's 1-based global step k."""
         return lambda_at(step, schedule=self.lambda_schedule, lam0=self.lambda_0, decay_steps=self.lambda_decay_steps)
+
+    def refreshes_teacher_at(self, step: int) -> bool:
+        """True when the snapshot teacher is refreshed before the teacher pass of verl's 1-based step k:
+        (k − 1) mod N = 0, i.e. steps 1, N + 1, 2N + 1, … (the teacher equals θ_old exactly there)."""
+        return self.teacher == "snapshot" and (step - 1) % self.teacher_sync_steps == 0
 
     def needs_teacher(self, adv_estimator: str) -> bool:
         """True when the advantage or the loss reads teacher log-probs."""

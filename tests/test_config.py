@@ -26,12 +26,13 @@ LENGTHS = dict(max_prompt_length=512, max_response_length=2048)
         ("distill_adv_coef", -1.0, "rlrt.distill_adv_coef must be a finite number >= 0, got -1.0"),
         ("distill_loss_coef", float("inf"), "rlrt.distill_loss_coef must be a finite number >= 0, got inf"),
         ("distill_kl_type", "js", "rlrt.distill_kl_type must be one of"),
+        ("teacher_sync_steps", 0, "rlrt.teacher_sync_steps must be an integer >= 1, got 0"),
         ("distill_loss_max_clamp", 0.0, "rlrt.distill_loss_max_clamp must be a finite number > 0 or null, got 0.0"),
         ("eb_alpha", -0.1, "rlrt.eb_alpha must be a finite number >= 0, got -0.1"),
         ("eb_alpha", float("inf"), "rlrt.eb_alpha must be a finite number >= 0, got inf"),
         ("eb_kappa", 1.0, "rlrt.eb_kappa must be a finite number > 1, got 1.0"),
         ("eb_kappa", None, "rlrt.eb_kappa must be a finite number > 1, got None"),
-        ("teacher", "ema", "rlrt.teacher must be one of live, frozen, got 'ema'"),
+        ("teacher", "ema", "rlrt.teacher must be one of live, frozen, snapshot, got 'ema'"),
         ("context", "hint", "rlrt.context must be one of answer, solution, rollout or null, got 'hint'"),
         ("max_privileged_prompt_length", 0, "rlrt.max_privileged_prompt_length must be an integer >= 1, got 0"),
         ("sibling_choice", "longest", "rlrt.sibling_choice must be one of random, shortest, got 'longest'"),
@@ -123,3 +124,11 @@ def test_load_from_full_omegaconf():
     no_section = OmegaConf.create({"algorithm": {"adv_estimator": "rlsd"},
                                    "data": {"max_prompt_length": 100, "max_response_length": 200}})
     assert load_rlrt_config(no_section).lambda_decay_steps == 50
+
+
+def test_snapshot_teacher_refreshes_on_steps_1_N_plus_1_and_so_on():
+    """(k − 1) mod N = 0: the teacher equals θ_old exactly on steps 1, N + 1, 2N + 1 (RLSD's official code's
+    step % N == 0 is one step later); other teachers never refresh."""
+    cfg = RlrtConfig(teacher="snapshot", teacher_sync_steps=2)
+    assert [k for k in range(1, 8) if cfg.refreshes_teacher_at(k)] == [1, 3, 5, 7]
+    assert not any(RlrtConfig(teacher=t).refreshes_teacher_at(k) for t in ("live", "frozen") for k in range(1, 8))

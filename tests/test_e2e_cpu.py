@@ -4,7 +4,8 @@ Both run under ``rlrt_sync`` on 2 FSDP ranks, with a tiny random model that has 
 the seeded test reward (about half of each group correct) and lr 1e-2, 5 prompts × 4 rollouts per step
 (20 real rows; verl pads the batch for the 2 ranks):
 
-- launch 1, step 1, saves a checkpoint: RLRT with the identity template ``"{question}"`` for every context,
+- launch 1, step 1, saves a checkpoint: RLRT scored by the frozen θ₀ teacher in verl's reference model (our
+  worker class, no LoRA) with the identity template ``"{question}"`` for every context,
   so the teacher prompt equals the student's and Δ must be 0 on every scored token (the end-to-end
   alignment guard, here across ranks and padding rows), under the GPU recipes' ``use_dynamic_bsz=true`` with
   a token budget small enough to split every pass into several micro-batches, and with the distillation
@@ -44,7 +45,7 @@ LAUNCH_1 = [
     *COMMON, "algorithm.adv_estimator=rlrt", "+data.apply_chat_template_kwargs.enable_thinking=true",
     *(f"+rlrt.privileged_templates.{kind}='{IDENTITY_TEMPLATE}'" for kind in TEMPLATE_KINDS),
     *DYNAMIC_BSZ, "actor_rollout_ref.actor.policy_loss.loss_mode=self_distill", "+rlrt.distill_loss_coef=0.1",
-    "+rlrt.sibling_strip_thinking=true",
+    "+rlrt.sibling_strip_thinking=true", "+rlrt.teacher=frozen",
 ]
 LAUNCH_2 = [
     *COMMON, "algorithm.adv_estimator=rlsd", "+data.apply_chat_template_kwargs.enable_thinking=false",
@@ -126,6 +127,8 @@ def test_identity_template_gives_zero_gap_end_to_end(two_launches):
     assert data["rlrt/scored_row_frac"] > 0
     assert data["rlrt/delta_abs_max"] <= 1e-5
     assert data["rlrt/teacher_logp_mean"] == pytest.approx(data["rlrt/student_logp_mean"], abs=1e-5)
+    # the teacher is the frozen θ₀ in verl's reference model (no LoRA), equal to θ_old at step 1
+    assert data["rlrt/teacher_age_steps"] == 0.0 and "timing_s/teacher_refresh" not in data
 
 
 def test_dynamic_batch_size_with_the_distillation_loss(two_launches):

@@ -217,13 +217,16 @@ def test_cpu_group_composes_after_the_groups(hydra_ctx, method, backbone):
 @pytest.mark.parametrize(
     "method, updates, key",
     [
-        ("rlrt", {"rlrt.teacher": "frozen"}, "rlrt.teacher"),
+        ("rlrt", {"rlrt.teacher": "snapshot"}, "actor_rollout_ref.actor.strategy=fsdp2"),
         ("rlsd", {"algorithm.rollout_correction.bypass_mode": True}, "algorithm.rollout_correction.bypass_mode"),
         ("grpo_eb", {"algorithm.rollout_correction.bypass_mode": True}, "algorithm.rollout_correction.bypass_mode"),
         ("opsd", {"algorithm.filter_groups.enable": True}, "algorithm.filter_groups.enable"),
         ("grpo", {"rlrt.distill_loss_coef": 0.1}, "rlrt.distill_loss_coef"),
         ("grpo_opsd_loss", {"actor_rollout_ref.actor.policy_loss.loss_mode": "vanilla"}, "policy_loss.loss_mode=self_distill"),
-        ("rlrt", {"rlrt.teacher": "frozen"}, "actor_rollout_ref.model.lora_rank"),  # the FSDP key (review E5)
+        ("rlrt", {"rlrt.teacher": "snapshot", "actor_rollout_ref.model.lora_rank": 8},
+         "actor_rollout_ref.model.lora_rank"),  # the FSDP key (review E5)
+        ("rlsd", {"rlrt.teacher": "frozen", "actor_rollout_ref.actor.use_dynamic_bsz": False},
+         "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu"),
         ("grpo", {"distillation.enabled": True}, "distillation.enabled"),
         ("rlsd", {"distillation.enabled": True}, "distillation.enabled"),
         ("rlrt", {"actor_rollout_ref.rollout.multi_turn.enable": True}, "actor_rollout_ref.rollout.multi_turn.enable"),

@@ -14,6 +14,7 @@ CPU platform registered first; ``rlrt_recipe.plugin`` imports the CPU backend be
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import ray
@@ -24,6 +25,7 @@ from verl.protocol import DataProto
 from verl.trainer.ppo.core_algos import get_adv_estimator_fn
 from verl.trainer.ppo.ray_trainer import apply_kl_penalty
 from verl.trainer.ppo.rollout_corr_helper import compute_rollout_correction_and_add_to_batch
+from verl.trainer.ppo.utils import Role
 from verl.trainer.ppo.v1 import PPOTrainerSync, register_trainer
 from verl.utils.config import omega_conf_to_dataclass
 from verl.utils.debug import marked_timer
@@ -35,12 +37,14 @@ from rlrt_recipe.config import (
     DISTILL_LOSS_MODE,
     ENTROPY_BONUS_ESTIMATORS,
     ESTIMATOR_FORMS,
+    REFERENCE_TEACHERS,
     WEIGHTED_ESTIMATORS,
     load_rlrt_config,
 )
 from rlrt_recipe.integration.loss import installed_loss_fn
 from rlrt_recipe.integration.preflight import SINGLE_TURN_AGENT, preflight_train_dataset
 from rlrt_recipe.integration.registry import missing_registrations
+from rlrt_recipe.integration.worker import RlrtActorRolloutRefWorker
 from rlrt_recipe.integration.estimators import STEP_INPUT, estimator_inputs, grpo_advantages
 from rlrt_recipe.integration.teacher import (
     INPUT_FIELDS,
@@ -94,12 +98,35 @@ def check_config(config) -> None:
             f"actor_rollout_ref.rollout.agent.default_agent_loop={agent_loop!r}: the teacher step serves only "
             f"{SINGLE_TURN_AGENT!r}, whose stored prompt is the re-rendered raw_prompt; set it to {SINGLE_TURN_AGENT}"
         )
-    if rlrt_cfg.teacher == "frozen" and not _lora_rank(actor_rollout_ref.model):
-        raise ValueError(
-            "rlrt.teacher=frozen (θ₀) is free only under LoRA (scored with the adapter disabled); without LoRA it "
-            "would need a second copy of the weights. Use rlrt.teacher=live or set "
-            f"{_lora_key(actor_rollout_ref.actor.get('strategy', 'fsdp'))} > 0"
-        )
+    if rlrt_cfg.teacher == "snapshot":
+        if _lora_rank(actor_rollout_ref.model):
+            raise ValueError(
+                "rlrt.teacher=snapshot copies the actor's weights into verl's reference model, which verl does not "
+                f"build under LoRA ({_lora_key(actor_rollout_ref.actor.get('strategy', 'fsdp'))} > 0); use "
+                "rlrt.teacher=frozen (the adapter disabled) or live"
+            )
+        strategies = {"actor_rollout_ref.actor.strategy": actor_rollout_ref.actor.get("strategy"),
+                      "actor_rollout_ref.ref.strategy": actor_rollout_ref.ref.get("strategy")}
+        not_fsdp2 = {key: value for key, value in strategies.items() if value != "fsdp2"}
+        if not_fsdp2:
+            raise ValueError(
+                f"rlrt.teacher=snapshot copies FSDP2 shards: set {', '.join(f'{k}=fsdp2' for k in not_fsdp2)} "
+                f"(got {not_fsdp2})"
+            )
+        save_freq = int(config.trainer.get("save_freq", -1))
+        if save_freq > 0 and save_freq % rlrt_cfg.teacher_sync_steps:
+            logger.warning(
+                "rlrt.teacher=snapshot with trainer.save_freq=%d not a multiple of rlrt.teacher_sync_steps=%d: a run "
+                "resumed from such a checkpoint refreshes its teacher from the loaded actor at the first step, which "
+                "differs from the snapshot it would have had", save_freq, rlrt_cfg.teacher_sync_steps,
+            )
+    if rlrt_cfg.teacher in REFERENCE_TEACHERS and not _lora_rank(actor_rollout_ref.model):
+        ref = actor_rollout_ref.ref
+        if not (ref.get("log_prob_micro_batch_size_per_gpu") or ref.get("log_prob_use_dynamic_bsz")):
+            raise ValueError(
+                f"rlrt.teacher={rlrt_cfg.teacher} scores with verl's reference model: set "
+                "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu (or actor.use_dynamic_bsz=true)"
+            )
     if bypass_mode:
         raise ValueError(
             "algorithm.rollout_correction.bypass_mode=True makes old_log_probs the rollout engine's log-probs; "
@@ -136,6 +163,10 @@ class RlrtSyncTrainer(PPOTrainerSync):
         self.rlrt_cfg = load_rlrt_config(config)
         self.adv_estimator = str(config.algorithm.adv_estimator)
         self.teacher_enabled = self.rlrt_cfg.needs_teacher(self.adv_estimator)
+        # frozen without LoRA and snapshot score with verl's reference model, built by our worker class
+        self.teacher_on_reference = (self.teacher_enabled and self.rlrt_cfg.teacher in REFERENCE_TEACHERS
+                                     and not _lora_rank(config.actor_rollout_ref.model))
+        self._teacher_refreshed_at: int | None = None
         super().__init__(config)
 
     @property
@@ -153,6 +184,19 @@ class RlrtSyncTrainer(PPOTrainerSync):
                 hf_model_type=getattr(self.hf_config, "model_type", None),
             )
         self._train_dataset = dataset
+
+    def _init_resource_pool_mgr(self):
+        super()._init_resource_pool_mgr()
+        if not self.teacher_on_reference:
+            return
+        # verl builds its reference model inside the fused worker only under a KL term (need_reference_policy);
+        # map the actor role to the fused actor+rollout+ref role with our worker class instead (no KL, no per-step
+        # reference pass: use_reference_policy stays False). The ResourcePoolManager holds this same mapping dict.
+        for role in (Role.ActorRollout, Role.ActorRolloutRef):
+            self.role_worker_mapping.pop(role, None)
+            self.mapping.pop(role, None)
+        self.role_worker_mapping[Role.ActorRolloutRef] = ray.remote(RlrtActorRolloutRefWorker)
+        self.mapping[Role.ActorRolloutRef] = "global_pool"
 
     def _build_replay_buffer(self):
         # verl compares trainer_mode with the literal "sync" (trainer_base.py:153, 731, 902, 912, 1004, 1499):
@@ -199,12 +243,19 @@ class RlrtSyncTrainer(PPOTrainerSync):
         wg = self.actor_rollout_wg
         if "actor" not in wg._dispatch_info:  # as PPOTrainer._balance_batch reads the data-parallel size
             wg._dispatch_info["actor"] = wg._query_dispatch_info("actor")
+        if self.teacher_on_reference:  # verl's reference model: its own micro-batch keys (verl fills absent ones)
+            ref = self.config.actor_rollout_ref.ref
+            micro_batch, dynamic = ref.get("log_prob_micro_batch_size_per_gpu"), ref.get("log_prob_use_dynamic_bsz")
+            max_tokens = ref.get("log_prob_max_token_len_per_gpu")
+        else:
+            micro_batch, dynamic = rollout.get("log_prob_micro_batch_size_per_gpu"), actor.use_dynamic_bsz
+            max_tokens = rollout.get("log_prob_max_token_len_per_gpu")
         layout = TeacherBatchLayout(
             dp_size=max(wg._dispatch_info["actor"]) + 1,
-            micro_batch_size_per_gpu=rollout.get("log_prob_micro_batch_size_per_gpu"),
-            max_token_len_per_gpu=rollout.get("log_prob_max_token_len_per_gpu") if actor.use_dynamic_bsz else None,
+            micro_batch_size_per_gpu=micro_batch,
+            max_token_len_per_gpu=max_tokens if dynamic else None,
             temperature=float(rollout.temperature),
-            no_lora_adapter=self.rlrt_cfg.teacher == "frozen",
+            no_lora_adapter=self.rlrt_cfg.teacher == "frozen" and not self.teacher_on_reference,
         )
         return TeacherStep(
             rlrt_cfg=self.rlrt_cfg, adv_estimator=self.adv_estimator, tokenizer=self.tokenizer,
@@ -223,15 +274,36 @@ class RlrtSyncTrainer(PPOTrainerSync):
             data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=list(INPUT_FIELDS))
             _require_fields(data, INPUT_FIELDS, "the teacher step")
             is_padding = [tag.get("is_padding", False) for tag in batch.tags]
-            fields, teacher_metrics = self.teacher_step.run(
-                data, is_padding, self.global_steps, self.actor_rollout_wg.compute_log_prob
-            )
+            teacher_metrics = self._refresh_teacher_if_due()
+            score = (self.actor_rollout_wg.compute_ref_log_prob if self.teacher_on_reference
+                     else self.actor_rollout_wg.compute_log_prob)
+            fields, step_metrics = self.teacher_step.run(data, is_padding, self.global_steps, score)
+            teacher_metrics.update(step_metrics)
             batch = tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
         missing = [f for f in OUTPUT_FIELDS if f not in (batch.fields or [])]
         if missing:
             raise RuntimeError(f"TransferQueue did not store {missing} for every row of the batch")
         metrics.update(teacher_metrics)
         return batch
+
+    def _refresh_teacher_if_due(self) -> dict[str, float]:
+        """The snapshot teacher: copy the actor into the reference model before the teacher pass of the steps
+        ``rlrt_cfg.refreshes_teacher_at`` names, and at the first teacher step of a launch (a resume rebuilds the
+        reference from the model path). ``rlrt/teacher_age_steps``: optimizer steps between the teacher's weights
+        and θ_old of this step (live 0, frozen k − 1, snapshot k − the step of its last refresh)."""
+        cfg, step = self.rlrt_cfg, self.global_steps
+        metrics: dict[str, float] = {}
+        if cfg.teacher == "snapshot" and (cfg.refreshes_teacher_at(step) or self._teacher_refreshed_at is None):
+            if not cfg.refreshes_teacher_at(step):
+                logger.warning("rlrt: snapshot teacher refreshed at step %d (first step of this launch), not on its "
+                               "schedule: it now equals θ_old of this step", step)
+            start = time.perf_counter()
+            self.actor_rollout_wg.sync_teacher_from_actor()
+            metrics["timing_s/teacher_refresh"] = time.perf_counter() - start
+            self._teacher_refreshed_at = step
+        refreshed = {"live": step, "frozen": 1, "snapshot": self._teacher_refreshed_at}[cfg.teacher]
+        metrics["rlrt/teacher_age_steps"] = float(step - refreshed)
+        return metrics
 
     def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
         if self.adv_estimator not in ESTIMATOR_FORMS:
