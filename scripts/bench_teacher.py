@@ -35,9 +35,14 @@ when there is more than one step):
 - the actor worker's own count of compute_log_prob tasks per step and its resident memory (RSS, from
   psutil, sampled every 10 ms while Ray's process title names the task being run): peak RSS
   during each pass minus the RSS just before it, and the RSS left after the teacher pass;
-- teacher weight bytes beyond the actor's own: 0 for ``rlrt.teacher=live`` by construction — the teacher
-  step calls ``actor_rollout_wg.compute_log_prob`` on the actor's FSDP shards and loads no model — shown
-  next to the actor's fp32 weight bytes (4·N_params) for scale;
+- per teacher identity (``--teachers live frozen snapshot``): the teacher's weight bytes beyond the actor's own,
+  on the accelerator and in host memory. ``live`` is 0 by construction: the teacher step calls
+  ``actor_rollout_wg.compute_log_prob`` on the actor's FSDP shards and loads no model. ``frozen`` and
+  ``snapshot`` score with verl's reference model, 4·N_params of fp32 weights: in host memory here (the CPU
+  env builds it as a plain FSDP2 module, a wiring check), and in pinned host memory on a GPU, where verl's
+  forward-only reference streams its shards to the accelerator per micro-batch. Also the snapshot's refresh
+  time (``timing_s/teacher_refresh``, one copy of the actor's shards; N = ``SNAPSHOT_SYNC_STEPS`` so that a
+  measured step refreshes) and the teacher pass itself, as for ``live``;
 - teacher share of the step = Σ timing_s/teacher / Σ timing_s/step, and a labelled projection for a
   synchronous GPU step: with rollout share ρ of the step and the remaining (1 − ρ) split as one old-log-prob
   forward F plus an update of ≈ 3F (forward + backward, one epoch), the teacher adds r·F with r the FLOP
@@ -67,6 +72,8 @@ METHODS = {"rlsd": "answer", "rlrt": "rollout"}  # estimator -> privileged conte
 TARGET_TIME_OVER_FLOPS = 1.10
 ROLLOUT_SHARES = {"verl DAPO-32B report": 0.7, "OpenRLHF README": 0.8}
 LOG_PROB_MICRO_BATCH = 1  # rows per log-prob forward (module docstring); the teacher pads to a multiple of it
+TEACHERS = ("live", "frozen", "snapshot")
+SNAPSHOT_SYNC_STEPS = 2  # refreshes at steps 1, 3, …: step 3 is measured in the default 3-step run
 WORKER_TITLE = "ray::WorkerDict"  # Ray's process title of the actor worker; ".<task>" is appended while it runs one
 
 
@@ -177,8 +184,10 @@ class WorkerSampler(threading.Thread):
 
 # ---------------------------------------------------------------------------------------------- one launch
 
-def launch(method: str, size: BenchSize, model_dir: Path, data_dir: Path, experiment: Path) -> tuple[dict, list[dict], float]:
-    """Train ``size.steps`` steps of ``method`` under rlrt_sync; return (metrics per step, worker passes, wall s)."""
+def launch(method: str, teacher: str, size: BenchSize, model_dir: Path, data_dir: Path,
+           experiment: Path) -> tuple[dict, list[dict], list[dict], float]:
+    """Train ``size.steps`` steps of ``method`` with ``teacher`` under rlrt_sync; return (metrics per step, the
+    student's and the teacher's log-prob passes on the worker, wall s)."""
     overrides = [
         "trainer.v1.trainer_mode=rlrt_sync",
         f"algorithm.adv_estimator={method}",
@@ -190,7 +199,9 @@ def launch(method: str, size: BenchSize, model_dir: Path, data_dir: Path, experi
         "actor_rollout_ref.actor.ppo_mini_batch_size=1",  # two mini-batches per epoch
         "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
         f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={LOG_PROB_MICRO_BATCH}",
-        f"trainer.experiment_name=bench_teacher_{method}",
+        f"trainer.experiment_name=bench_teacher_{method}_{teacher}",
+        f"+rlrt.teacher={teacher}", f"+rlrt.teacher_sync_steps={SNAPSHOT_SYNC_STEPS}",
+        f"actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu={LOG_PROB_MICRO_BATCH}",
     ]
     sampler = WorkerSampler()
     sampler.start()
@@ -200,10 +211,17 @@ def launch(method: str, size: BenchSize, model_dir: Path, data_dir: Path, experi
     finally:
         sampler.done.set()
         sampler.join()
-    return read_metrics(experiment), sampler.passes(), time.monotonic() - start
+    steps = read_metrics(experiment)
+    if teacher == "live":  # both passes are the actor's compute_log_prob, student first
+        passes = sampler.passes("compute_log_prob")
+        student, teacher_passes = (passes[0::2], passes[1::2]) if len(passes) == 2 * len(steps) else ([], [])
+    else:
+        student, teacher_passes = sampler.passes("compute_log_prob"), sampler.passes("compute_ref_log_prob")
+    return steps, student, teacher_passes, time.monotonic() - start
 
 
-def summarize(method: str, steps: dict, passes: list[dict], wall: float, model: dict) -> dict:
+def summarize(method: str, teacher: str, steps: dict, student_passes: list[dict], teacher_passes: list[dict],
+              wall: float, model: dict) -> dict:
     """Every reported field for one method (module docstring), over the measured steps."""
     measured = [s for s in steps if s >= 2] if len(steps) > 1 else list(steps)
 
@@ -219,14 +237,16 @@ def summarize(method: str, steps: dict, passes: list[dict], wall: float, model: 
     sent, calls = total("rlrt/teacher_rows_sent"), total("rlrt/teacher_calls")
     dp_padding = sum(-int(steps[s]["rlrt/scored_rows"]) % LOG_PROB_MICRO_BATCH for s in measured)  # TeacherBatchLayout
     contexts = {k.split("/", 2)[2]: total(k) for k in steps[measured[0]] if k.startswith("rlrt/context/")}
-    lp_per_step = len(passes) / len(steps)
-    student_passes, teacher_passes = (passes[0::2], passes[1::2]) if len(passes) == 2 * len(steps) else ([], [])
+    lp_per_step = (len(student_passes) + len(teacher_passes)) / len(steps)
+    refreshes = [float(steps[s]["timing_s/teacher_refresh"]) for s in measured if "timing_s/teacher_refresh" in steps[s]]
+    reference_bytes = 0 if teacher == "live" else model["weight_bytes_fp32"]
 
     def peak_delta(runs: list[dict]) -> float | None:
         return max((r["rss_peak"] - r["rss_before"] for r in runs), default=None)
 
     return {
         "method": method,
+        "teacher": teacher,
         "context": METHODS[method],
         "measured_steps": measured,
         "launch_wall_s": wall,
@@ -255,8 +275,11 @@ def summarize(method: str, steps: dict, passes: list[dict], wall: float, model: 
         "teacher_calls_per_step": calls / len(measured),
         "teacher_rows_sent": sent,
         "teacher_forwards_per_scored_row": (sent - dp_padding) / max(scored, 1.0),
-        "worker_compute_log_prob_tasks_per_step": lp_per_step,
-        "teacher_weight_bytes_beyond_actor": 0,
+        "worker_log_prob_tasks_per_step": lp_per_step,
+        "teacher_weight_bytes_beyond_actor_host": reference_bytes,
+        "teacher_weight_bytes_beyond_actor_accelerator": 0,  # CPU here; on a GPU the forward-only ref is pinned host
+        "teacher_refresh_seconds": sum(refreshes) / len(refreshes) if refreshes else None,
+        "teacher_age_steps_mean": sum(float(steps[s]["rlrt/teacher_age_steps"]) for s in measured) / len(measured),
         "actor_weight_bytes_fp32": model["weight_bytes_fp32"],
         "student_pass_rss_peak_delta_bytes": peak_delta(student_passes),
         "teacher_pass_rss_peak_delta_bytes": peak_delta(teacher_passes),
@@ -276,9 +299,9 @@ def print_result(result: dict) -> None:
     print(f"model: {model['params']:,} parameters ({model['matmul_params']:,} in matmuls), {model['layers']} layers, "
           f"hidden {model['hidden']}, vocab {model['vocab']}; size: {result['size']}")
     for row in result["methods"]:
-        print(f"--- {row['method']} (context: {row['context']}) ---")
+        print(f"--- {row['method']} (context: {row['context']}; teacher: {row['teacher']}) ---")
         for key, value in row.items():
-            if key in ("method", "context"):
+            if key in ("method", "context", "teacher"):
                 continue
             if isinstance(value, float):
                 value = f"{value:.4g}"
@@ -294,6 +317,8 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="CI mode: tiny model, 32-token responses, 1 step per method")
     parser.add_argument("--steps", type=int, default=None, help="training steps per method (default 3; 1 with --tiny)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--teachers", nargs="+", default=["live"], choices=list(TEACHERS),
+                        help="teacher identities (rlrt.teacher) to run each method with (default: live)")
     parser.add_argument("--work-dir", default=None, help="model, data and runs (default artifacts/bench_teacher[_tiny])")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args()
@@ -315,9 +340,10 @@ def main() -> None:
         "methods": [],
     }
     for method in args.methods:
-        experiment = work / "runs" / f"{method}-{time.strftime('%Y%m%d-%H%M%S')}"
-        steps, passes, wall = launch(method, size, model_dir, data_dir, experiment)
-        result["methods"].append(summarize(method, steps, passes, wall, model))
+        for teacher in args.teachers:
+            experiment = work / "runs" / f"{method}-{teacher}-{time.strftime('%Y%m%d-%H%M%S')}"
+            steps, student, teacher_passes, wall = launch(method, teacher, size, model_dir, data_dir, experiment)
+            result["methods"].append(summarize(method, teacher, steps, student, teacher_passes, wall, model))
     print_result(result)
     write_json(args.json, result)
 

@@ -11,8 +11,9 @@ the seeded test reward (about half of each group correct) and lr 1e-2, 5 prompts
   a token budget small enough to split every pass into several micro-batches, and with the distillation
   loss on (``has_teacher`` must survive verl's micro-batch permutation); chat template with thinking on,
   siblings' thinking stripped;
-- launch 2 resumes from that checkpoint, step 2: RLSD with the default answer template and the rlrt policy
-  loss (β_loss = 0.1); thinking off.
+- launch 2 resumes from that checkpoint, step 2: RLSD with the default answer template and the distillation
+  loss (β_loss = 0.1), scored by a snapshot teacher (N = 2) that the resume refreshes from the loaded actor
+  (step 2 is off its schedule: said in a warning); thinking off.
 
 Every teacher step re-renders each real row's student prompt with verl's token builder and raises unless it
 equals the stored prompt ids, so finishing both launches proves the builder matches the agent loop for the
@@ -50,6 +51,7 @@ LAUNCH_1 = [
 LAUNCH_2 = [
     *COMMON, "algorithm.adv_estimator=rlsd", "+data.apply_chat_template_kwargs.enable_thinking=false",
     "actor_rollout_ref.actor.policy_loss.loss_mode=self_distill", "+rlrt.distill_loss_coef=0.1",
+    "+rlrt.teacher=snapshot", "+rlrt.teacher_sync_steps=2",  # resumed at step 2, off the schedule (1, 3, …)
 ]
 
 
@@ -159,3 +161,13 @@ def test_demo_ends_with_a_summary_a_person_reads(two_launches):
     assert row[0] == "1" and float(row[1]) == pytest.approx(metrics[1]["critic/score/mean"], abs=1e-3)
     assert row[2:5] == [f"{metrics[1]['rlrt/scored_rows']:.0f}", "/", str(REAL_ROWS)]
     assert row[-1].endswith("%") and 0 < float(row[-1][:-1]) < 100
+
+
+def test_a_resumed_snapshot_teacher_is_refreshed_from_the_loaded_actor(two_launches):
+    """verl rebuilds the reference model from the model path on a restart: the first teacher step of launch 2
+    copies the loaded actor into it (age 0) and warns that step 2 is off the N = 2 schedule, as does check_config
+    for save_freq = 1, not a multiple of N."""
+    _, metrics, _, second = two_launches
+    assert metrics[2]["rlrt/teacher_age_steps"] == 0.0 and "timing_s/teacher_refresh" in metrics[2]
+    assert "snapshot teacher refreshed at step 2 (first step of this launch)" in second
+    assert "trainer.save_freq=1 not a multiple of rlrt.teacher_sync_steps=2" in second
