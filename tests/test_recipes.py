@@ -138,6 +138,8 @@ def test_pair_composes_and_validates(composed, method, backbone):
         assert (rlrt.direction, rlrt.gate, rlrt.eps_w, rlrt.lambda_schedule, rlrt.lambda_0) == (None,) * 5
     assert rlrt.distill_loss_coef == distill_loss_coef
     assert actor.policy_loss.loss_mode == loss_mode
+    # RLSD's teacher: a snapshot synchronised every 10 steps (RLSD Sec. 5.1); the others: the live actor
+    assert (rlrt.teacher, rlrt.teacher_sync_steps) == (("snapshot", 10) if estimator == "rlsd" else ("live", 10))
     if estimator == "rlrt":  # c = another complete correct rollout; none: no teacher (ours, PAPERS.md)
         assert (rlrt.context, rlrt.sibling_fallback) == ("rollout", "none")
     # ours: teacher rows fit the model (the trainer refuses to start otherwise)

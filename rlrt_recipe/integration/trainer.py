@@ -105,8 +105,9 @@ def check_config(config) -> None:
                 f"build under LoRA ({_lora_key(actor_rollout_ref.actor.get('strategy', 'fsdp'))} > 0); use "
                 "rlrt.teacher=frozen (the adapter disabled) or live"
             )
-        strategies = {"actor_rollout_ref.actor.strategy": actor_rollout_ref.actor.get("strategy"),
-                      "actor_rollout_ref.ref.strategy": actor_rollout_ref.ref.get("strategy")}
+        strategies = {f"actor_rollout_ref.{part}.{key}": actor_rollout_ref[part].get(key) if key == "strategy"
+                      else actor_rollout_ref[part].get("fsdp_config", {}).get("strategy")
+                      for part in ("actor", "ref") for key in ("strategy", "fsdp_config.strategy")}
         not_fsdp2 = {key: value for key, value in strategies.items() if value != "fsdp2"}
         if not_fsdp2:
             raise ValueError(
