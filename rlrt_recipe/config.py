@@ -9,6 +9,7 @@ default to null and ``resolved`` fills them from the member table of docs/method
                                                                             instruct, thinking:
                                                                             linear_decay 0.5, K = 30
     opsd, grpo_opsd, and the distillation loss on any other estimator:                                   solution
+    the sdpo and srpo policy losses (on verl's grpo estimator):                                         rollout
 
 (RLRT Table 5: λ_init 0.5, best ε_w per backbone, λ decay over 50 steps for RLSD, none on base backbones and
 over 30 steps on instruct and thinking for RLRT — linear like RLSD's is our reading of the shape.)
@@ -52,6 +53,9 @@ ENTROPY_BONUS_ESTIMATORS = tuple(name for name, form in ESTIMATOR_FORMS.items() 
 WEIGHTED_ESTIMATORS = tuple(name for name, form in ESTIMATOR_FORMS.items() if form == "reweighted")
 #: The policy loss this package registers: verl's surrogate plus the self-distillation term (RLSD's GRPO+OPSD).
 DISTILL_LOSS_MODE = "self_distill"
+#: The logit-level baselines of the RLRT comparison, registered as policy losses on verl's grpo estimator: SDPO's
+#: top-K Jensen–Shannon loss on every rollout with a demonstration, and SRPO's routing of wrong rollouts to it.
+TOPK_LOSS_MODES = ("sdpo", "srpo")
 
 BACKBONE_KINDS = ("base", "instruct", "thinking")
 TEACHERS = ("live", "frozen", "snapshot")
@@ -72,9 +76,13 @@ _MEMBER_DEFAULTS: dict[str, dict[str, Any]] = {
     "rlsd": dict(direction=1, gate="all", eps_w=0.2, lambda_schedule="linear_decay", lambda_0=0.5,
                  lambda_decay_steps=50, context="answer"),
     "rlrt": dict(direction=-1, gate="correct", lambda_0=0.5, context="rollout"),
+    # SDPO's and SRPO's demonstration: another successful rollout of the group (RLRT Table 4)
+    "sdpo": dict(context="rollout"),
+    "srpo": dict(context="rollout"),
 }
 _WEIGHT_FIELDS = ("direction", "gate", "eps_w", "lambda_schedule", "lambda_0", "lambda_decay_steps")
 _ENTROPY_BONUS_FIELDS = ("eb_alpha", "eb_kappa")
+_TOPK_FIELDS = ("distill_topk", "distill_jsd_alpha", "distill_is_cap", "srpo_beta")
 
 
 @dataclass
@@ -87,6 +95,7 @@ class RlrtConfig:
     Distillation (opsd, grpo_opsd, the self_distill loss): ``distill_adv_coef``, ``distill_loss_coef``, ``distill_kl_type``,
     ``distill_loss_max_clamp``.
     Entropy bonus (grpo_eb): ``eb_alpha``, ``eb_kappa``.
+    Top-K distillation (the sdpo and srpo losses): ``distill_topk``, ``distill_jsd_alpha``, ``distill_is_cap``, ``srpo_beta``.
     Teacher: ``teacher``, ``context``, ``privileged_templates``, ``max_privileged_prompt_length``,
     ``sibling_choice``, ``sibling_fallback``, ``sibling_strip_thinking``, ``score_all_rows``, ``preflight_skip``.
     """
@@ -122,6 +131,16 @@ class RlrtConfig:
     """α of grpo_eb's bonus ψ = min(α·H, |A|/κ), >= 0: Cheng et al.'s value for GRPO (arXiv 2506.14758)."""
     eb_kappa: float = 2.0
     """κ of grpo_eb's cap |A|/κ, > 1 so the sign of A never flips: Cheng et al.'s value (arXiv 2506.14758)."""
+
+    distill_topk: int = 100
+    """sdpo, srpo: K, the student's top-K token ids the divergence runs over, plus one tail bucket (RLRT Table 5)."""
+    distill_jsd_alpha: float = 0.5
+    """sdpo, srpo: α of the generalised Jensen–Shannon divergence, in [0, 1]; 0 = KL(T‖S), 1 = KL(S‖T) (RLRT Table 5)."""
+    distill_is_cap: float = 2.0
+    """sdpo, srpo: cap of the per-token importance ratio π_θ(y_t)/π_old(y_t) on the divergence (SDPO's code, is_clip 2)."""
+    srpo_beta: float = 1.0
+    """srpo: β of the entropy-aware weight exp(−β·H^T), normalised to mean 1 over the routed tokens; SRPO's own default
+    (RLRT swept {0, 0.5, 1} and does not report the best)."""
 
     teacher: str = "live"
     """live = the actor's current shards (θ_old of the step); frozen = θ₀; snapshot = a copy of the actor refreshed
@@ -170,6 +189,14 @@ class RlrtConfig:
             raise ValueError(f"rlrt.eb_alpha must be a finite number >= 0, got {self.eb_alpha!r}")
         if not (_is_number(self.eb_kappa) and math.isfinite(self.eb_kappa) and self.eb_kappa > 1.0):
             raise ValueError(f"rlrt.eb_kappa must be a finite number > 1, got {self.eb_kappa!r}")
+        _check_positive_int("distill_topk", self.distill_topk)
+        if not (_is_number(self.distill_jsd_alpha) and 0.0 <= self.distill_jsd_alpha <= 1.0):
+            raise ValueError(f"rlrt.distill_jsd_alpha must be in [0, 1], got {self.distill_jsd_alpha!r}")
+        cap = self.distill_is_cap
+        if not (_is_number(cap) and math.isfinite(cap) and cap > 0.0):
+            raise ValueError(f"rlrt.distill_is_cap must be a finite number > 0, got {cap!r}")
+        if not (_is_number(self.srpo_beta) and math.isfinite(self.srpo_beta) and self.srpo_beta >= 0.0):
+            raise ValueError(f"rlrt.srpo_beta must be a finite number >= 0, got {self.srpo_beta!r}")
         check_choice("rlrt.teacher", self.teacher, TEACHERS)
         _check_positive_int("teacher_sync_steps", self.teacher_sync_steps)
         check_choice("rlrt.context", self.context, CONTEXTS, nullable=True)
@@ -191,20 +218,30 @@ class RlrtConfig:
             raise ValueError(f"unknown key(s) rlrt.{', rlrt.'.join(unknown)}; allowed: {', '.join(sorted(known))}")
         return cls(**values)
 
-    def resolved(self, adv_estimator: str, *, max_prompt_length: int, max_response_length: int) -> RlrtConfig:
-        """A copy with every null field filled for ``adv_estimator``; rejects weight and entropy-bonus settings it
-        would ignore (a weight key set at all, an entropy-bonus key set off its default)."""
+    def resolved(self, adv_estimator: str, *, max_prompt_length: int, max_response_length: int,
+                 loss_mode: str = "vanilla") -> RlrtConfig:
+        """A copy with every null field filled for ``adv_estimator`` and the actor's ``loss_mode``; rejects weight,
+        entropy-bonus and top-K settings it would ignore (a weight key set at all, the others set off their default)."""
         defaults_of = {f.name: f.default for f in dataclasses.fields(self)}
-        for users, ignored in (
-            (WEIGHTED_ESTIMATORS, [k for k in _WEIGHT_FIELDS if getattr(self, k) is not None]),
-            (ENTROPY_BONUS_ESTIMATORS, [k for k in _ENTROPY_BONUS_FIELDS if getattr(self, k) != defaults_of[k]]),
+        for users, used, ignored in (
+            (WEIGHTED_ESTIMATORS, adv_estimator, [k for k in _WEIGHT_FIELDS if getattr(self, k) is not None]),
+            (ENTROPY_BONUS_ESTIMATORS, adv_estimator,
+             [k for k in _ENTROPY_BONUS_FIELDS if getattr(self, k) != defaults_of[k]]),
+            (TOPK_LOSS_MODES, loss_mode, [k for k in _TOPK_FIELDS if getattr(self, k) != defaults_of[k]]),
         ):
-            if adv_estimator not in users and ignored:
+            if used not in users and ignored:
+                what = "actor_rollout_ref.actor.policy_loss.loss_mode" if users is TOPK_LOSS_MODES else "algorithm.adv_estimator"
                 raise ValueError(
-                    f"rlrt.{ignored[0]} only applies to algorithm.adv_estimator in {users}, "
-                    f"got adv_estimator={adv_estimator!r}; remove the key"
+                    f"rlrt.{ignored[0]} only applies to {what} in {users}, got {what.rsplit('.', 1)[-1]}={used!r}; "
+                    "remove the key"
                 )
-        defaults = dict(_MEMBER_DEFAULTS.get(adv_estimator, {"context": "solution"}))
+        if loss_mode in TOPK_LOSS_MODES and adv_estimator in TEACHER_ESTIMATORS:
+            raise ValueError(
+                f"actor_rollout_ref.actor.policy_loss.loss_mode={loss_mode} is a baseline on verl's grpo estimator; "
+                f"got algorithm.adv_estimator={adv_estimator!r}: set algorithm.adv_estimator=grpo"
+            )
+        member = loss_mode if loss_mode in TOPK_LOSS_MODES else adv_estimator
+        defaults = dict(_MEMBER_DEFAULTS.get(member, {"context": "solution"}))
         if adv_estimator == "rlrt":
             defaults.update(eps_w=_RLRT_EPS_W[self.backbone_kind], **_RLRT_LAMBDA[self.backbone_kind])
         filled = {k: v for k, v in defaults.items() if getattr(self, k) is None}
@@ -225,20 +262,28 @@ class RlrtConfig:
         (k − 1) mod N = 0, i.e. steps 1, N + 1, 2N + 1, … (the teacher equals θ_old exactly there)."""
         return self.teacher == "snapshot" and (step - 1) % self.teacher_sync_steps == 0
 
-    def needs_teacher(self, adv_estimator: str) -> bool:
-        """True when the advantage or the loss reads teacher log-probs."""
-        return adv_estimator in TEACHER_ESTIMATORS or self.distill_loss_coef > 0.0
+    def needs_teacher(self, adv_estimator: str, loss_mode: str = "vanilla") -> bool:
+        """True when the advantage or the loss reads the teacher."""
+        return adv_estimator in TEACHER_ESTIMATORS or self.distill_loss_coef > 0.0 or loss_mode in TOPK_LOSS_MODES
 
 
 def load_rlrt_config(cfg: Mapping[str, Any]) -> RlrtConfig:
-    """The resolved ``rlrt:`` section of a full verl config (``algorithm.adv_estimator``, ``data.*`` lengths)."""
+    """The resolved ``rlrt:`` section of a full verl config (``algorithm.adv_estimator``, ``data.*`` lengths,
+    ``actor_rollout_ref.actor.policy_loss.loss_mode``)."""
     section = cfg.get("rlrt") if hasattr(cfg, "get") else None
     algorithm, data = cfg["algorithm"], cfg["data"]
     return RlrtConfig.from_section(section).resolved(
         str(algorithm["adv_estimator"]),
         max_prompt_length=int(data["max_prompt_length"]),
         max_response_length=int(data["max_response_length"]),
+        loss_mode=policy_loss_mode(cfg),
     )
+
+
+def policy_loss_mode(cfg: Mapping[str, Any]) -> str:
+    """``actor_rollout_ref.actor.policy_loss.loss_mode`` of a full verl config ("vanilla" when absent)."""
+    actor = (cfg.get("actor_rollout_ref") or {}).get("actor") or {}
+    return str((actor.get("policy_loss") or {}).get("loss_mode", "vanilla"))
 
 
 def _to_plain_dict(section: Any) -> dict[str, Any]:

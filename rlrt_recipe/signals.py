@@ -1,4 +1,5 @@
-"""The advantage math of RLSD, RLRT, OPSD and GRPO+EB: pure torch, no verl import (docs/methods.md).
+"""The advantage math of RLSD, RLRT, OPSD and GRPO+EB, and the SDPO/SRPO top-K losses: pure torch, no verl import
+(docs/methods.md).
 
 Symbols, per rollout i of a prompt's group and response position t:
     A      GRPO outcome advantage of the rollout (verl's output, broadcast over the response)
@@ -177,9 +178,9 @@ def lambda_at(step: int, *, schedule: str, lam0: float, decay_steps: int | None 
     raise ValueError(f"schedule must be one of {LAMBDA_SCHEDULES}, got {schedule!r}")
 
 
-def _response_positions(mask: torch.Tensor, *, like: torch.Tensor) -> torch.Tensor:
+def _response_positions(mask: torch.Tensor, *, like: torch.Tensor, name: str = "delta") -> torch.Tensor:
     if mask.shape != like.shape or mask.dim() != 2:
-        raise ValueError(f"mask and delta must both be [B, T], got {tuple(mask.shape)} and {tuple(like.shape)}")
+        raise ValueError(f"mask and {name} must both be [B, T], got {tuple(mask.shape)} and {tuple(like.shape)}")
     return mask != 0
 
 
@@ -277,3 +278,111 @@ def _check_eps_w(eps_w: float) -> None:
 def _check_lambda(lam: float) -> None:
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"lambda must be in [0, 1], got {lam}")
+
+
+# ---------------------------------------------------------------- SDPO / SRPO: logit-level self-distillation
+# SDPO (Hübotter et al., arXiv 2601.20802) matches the student's distribution to the teacher's over the student's
+# top-K token ids plus one tail bucket, with a generalised Jensen–Shannon divergence weighted by a capped importance
+# ratio; SRPO (Li et al., arXiv 2604.02288) further weights each token by exp(−β·H^T), trusting a confident teacher
+# more. Categories are the last dim ``[..., C]``; values are computed in float32; the divergences keep the gradient
+# (of whichever input requires it), the ratio and the weight are detached.
+
+
+def with_tail(topk_log_probs: torch.Tensor) -> torch.Tensor:
+    """[..., K] log-probs of K tokens -> [..., K+1]: the K values plus log(1 − Σ_k p_k), the tail bucket (not renormalised).
+
+    log Σ_k p_k is a logsumexp clamped to <= −1e-7 before log(−expm1(·)), so the tail is >= ~1e-7 even when the K tokens
+    hold all the mass (or, after rounding, more than 1); where the clamp binds, the tail passes no gradient to the K values.
+    """
+    log_topk = topk_log_probs.float()  # [..., K]
+    log_mass = torch.logsumexp(log_topk, dim=-1, keepdim=True).clamp(max=-1e-7)  # [..., 1]
+    log_tail = torch.log(-torch.expm1(log_mass))  # [..., 1]; log(1 − e^x), accurate for x near 0
+    return torch.cat([log_topk, log_tail], dim=-1)  # [..., K+1]
+
+
+def generalized_jsd(student_log_probs: torch.Tensor, teacher_log_probs: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Generalised JSD per position over the last dim (categories), [..., C] x2 -> [...]:
+    α = 0: KL(T ‖ S) = Σ T·(log T − log S);  α = 1: KL(S ‖ T);
+    else (1 − α)·KL(S ‖ M) + α·KL(T ‖ M) with M = (1 − α)·S + α·T, log M by logaddexp.
+    The endpoints are KLs by convention (GKD, SDPO): the mixture form itself tends to 0 as α → 0 or 1.
+
+    A −inf log-prob (zero probability) is allowed in either input: its category adds exactly 0 to the value and to
+    both gradients (0·log 0 = 0, computed on finite stand-ins, so no 0·inf NaN reaches backward). For 0 < α < 1 the
+    result is therefore always finite; a KL (α ∈ {0, 1}) is +inf where its first distribution has mass on a category
+    the second gives −inf, which is its true value.
+    """
+    _check_alpha(alpha)
+    _check_same_shape(student_log_probs, teacher_log_probs)
+    student, teacher = student_log_probs.float(), teacher_log_probs.float()  # [..., C] each
+    # A category neither distribution holds is 0 in every term; finite stand-ins keep −inf out of logaddexp's backward.
+    absent = (student == -math.inf) & (teacher == -math.inf)  # [..., C]
+    student = torch.where(absent, 0.0, student)  # [..., C]
+    teacher = torch.where(absent, 0.0, teacher)  # [..., C]
+    if alpha == 0.0:
+        terms = _kl_terms(teacher, student)  # [..., C]
+    elif alpha == 1.0:
+        terms = _kl_terms(student, teacher)  # [..., C]
+    else:
+        log_mix = torch.logaddexp(student + math.log(1.0 - alpha), teacher + math.log(alpha))  # [..., C]
+        terms = (1.0 - alpha) * _kl_terms(student, log_mix) + alpha * _kl_terms(teacher, log_mix)  # [..., C]
+    return torch.where(absent, 0.0, terms).sum(dim=-1)  # [...]
+
+
+def topk_jsd(student_topk_log_probs: torch.Tensor, teacher_topk_log_probs: torch.Tensor, alpha: float) -> torch.Tensor:
+    """SDPO's top-K divergence: generalized_jsd(with_tail(s), with_tail(t), α), [..., K] x2 -> [...].
+
+    Both inputs are log-probs of the SAME K token ids (the student's top-K) under each model's full-vocabulary softmax,
+    so the teacher's tail is its mass outside the student's top-K.
+    """
+    _check_same_shape(student_topk_log_probs, teacher_topk_log_probs)
+    return generalized_jsd(with_tail(student_topk_log_probs), with_tail(teacher_topk_log_probs), alpha)  # [...]
+
+
+def capped_is_ratio(log_prob: torch.Tensor, old_log_prob: torch.Tensor, cap: float) -> torch.Tensor:
+    """ρ_t = min(π_θ(y_t) / π_old(y_t), cap) = min(exp(clamp(log π_θ − log π_old, −20, 20)), cap), detached:
+    SDPO's importance ratio on the divergence (cap 2)."""
+    if not cap > 0.0:
+        raise ValueError(f"cap must be > 0, got {cap}")
+    log_ratio = (log_prob.detach().float() - old_log_prob.detach().float()).clamp(-20.0, 20.0)  # [B, T]
+    return torch.exp(log_ratio).clamp(max=cap)  # [B, T]
+
+
+def srpo_token_weights(teacher_entropy: torch.Tensor, mask: torch.Tensor, beta: float) -> torch.Tensor:
+    """SRPO's entropy-aware weight: w_t = exp(−β·H^T_t) / mean_{mask} exp(−β·H^T), detached, float32, 0 off mask.
+
+    The mean runs over every masked token of the batch (not per row), so w averages exactly 1 there; β = 0 gives 1
+    on the mask, an empty mask all zeros. exp is taken of β·H minus its smallest masked value (the ratio is
+    unchanged), so the largest term is exp(0) = 1 and a large β·H underflows to 0 instead of 0/0. A non-finite H^T
+    at a masked position raises ``ValueError`` naming rows.
+    """
+    if not (math.isfinite(beta) and beta >= 0.0):
+        raise ValueError(f"beta must be a finite number >= 0, got {beta}")
+    response = _response_positions(mask, like=teacher_entropy, name="teacher_entropy")  # [B, T]
+    entropy = _finite_on_response(teacher_entropy, response, "teacher entropy")  # [B, T], 0 off the response
+    if not response.any():
+        return torch.zeros_like(entropy)
+    scaled = beta * entropy  # [B, T]
+    shift = torch.where(response, scaled, math.inf).amin()  # []: the smallest β·H on the response
+    unnormalised = torch.where(response, torch.exp(shift - scaled), 0.0)  # [B, T], in [0, 1]
+    return unnormalised * (response.sum() / unnormalised.sum())  # [B, T]; the sum is >= 1 (its largest term is 1)
+
+
+def _kl_terms(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """p·(log p − log q) per category, exactly 0 (in value and gradient) where log p = −inf."""
+    empty = log_p == -math.inf  # [..., C]
+    log_p = torch.where(empty, 0.0, log_p)  # [..., C]; finite stand-ins so backward never sees 0·inf
+    log_q = torch.where(empty, 0.0, log_q)  # [..., C]
+    return torch.where(empty, 0.0, log_p.exp() * (log_p - log_q))  # [..., C]
+
+
+def _check_same_shape(student: torch.Tensor, teacher: torch.Tensor) -> None:
+    if student.shape != teacher.shape:
+        raise ValueError(
+            f"student and teacher log-probs must have the same shape [..., C], got {tuple(student.shape)} and "
+            f"{tuple(teacher.shape)}"
+        )
+
+
+def _check_alpha(alpha: float) -> None:
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1] (0 = KL(T || S), 1 = KL(S || T)), got {alpha}")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GRPO, RLSD, RLRT and OPSD on the CPU toy task (single-digit sums, docs/toy_comparison.md): the same
+# GRPO, GRPO+EB, RLSD, RLRT, OPSD, SDPO and SRPO on the CPU toy task (single-digit sums, docs/toy_comparison.md): the same
 # warm-started 0.56 M-parameter model, data, steps and seeds for every method, each through verl's real
 # `python -m verl.trainer.main_ppo` loop with the math-verify reward; then a table and a PNG of reward,
 # response length, entropy and rlrt/* side by side. Launches run one at a time.
@@ -49,7 +49,11 @@ for seed in ${SEEDS}; do
             # RLRT's own rule on the toy: no teacher without a complete sibling (the demo recipe falls back to the answer)
             rlrt) method_args=(algorithm.adv_estimator=rlrt trainer.v1.trainer_mode=rlrt_sync rlrt.sibling_fallback=none) ;;
             rlsd | opsd | grpo_eb) method_args=(algorithm.adv_estimator="${method}" trainer.v1.trainer_mode=rlrt_sync) ;;
-            *) echo "unknown method ${method} (grpo, grpo_eb, rlsd, rlrt, opsd)" >&2; exit 2 ;;
+            # the logit-level baselines: losses on verl's grpo estimator with the frozen θ₀ teacher (recipes/method/)
+            sdpo | srpo) method_args=(algorithm.adv_estimator=grpo trainer.v1.trainer_mode=rlrt_sync
+                                      actor_rollout_ref.actor.policy_loss.loss_mode="${method}" ++rlrt.teacher=frozen
+                                      rlrt.sibling_fallback=none) ;;
+            *) echo "unknown method ${method} (grpo, grpo_eb, rlsd, rlrt, opsd, sdpo, srpo)" >&2; exit 2 ;;
         esac
         only_this_method=ARGS_${method}
         read -r -a method_extra <<< "${!only_this_method:-}"

@@ -1,10 +1,11 @@
-"""The benchmark scripts: bench_signals --tiny runs and reports every field; bench_teacher's FLOP formula and its
-reading of the worker's process-title samples. No timing is asserted anywhere."""
+"""The benchmark scripts: bench_signals, bench_driver and bench_topk --tiny run and report every field; bench_teacher's
+FLOP formula and its reading of the worker's process-title samples. No timing is asserted anywhere."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import subprocess
 import sys
 
@@ -88,4 +89,51 @@ def test_bench_driver_tiny_reports_every_field(tmp_path):
     assert data["step"]["scored_rows"] > 0 and data["step"]["contexts"]["sibling"] > 0
     for text in (*DRIVER_PARTS, "driver total", "driver CPU s", "PROJECTION, not measured", "Qwen3-4B", "Qwen3-8B",
                  *(f"{key}=" for key in data["step"])):
+        assert text in result.stdout, text
+
+
+TOPK_ROW_FIELDS = ("lr", "overlap", "loss_rel", "grad_rel", "grad_rel_fp32")
+TOPK_COST_FIELDS = ("exact_s", "exact_min_s", "stored_s", "stored_min_s", "shipped_s", "shipped_min_s", "ratio",
+                    "min_ratio", "shipped_ratio", "shipped_min_ratio", "bytes_per_token", "gb_per_step")
+
+
+def _numbers(value):
+    """Every number inside a JSON value (nested dicts and lists included)."""
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _numbers(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in _numbers(v)]
+    return [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
+
+
+def test_bench_topk_tiny_reports_every_field(tmp_path):
+    """CI's bench_topk --tiny: exits 0, prints and writes every figure (finite) for every lr of the sweep and the step
+    time of all three paths (exact, top-K in the old pass, as shipped with a select pass); at θ_old (mini-batch 1)
+    the exact live-top-K gradient equals the stored-ids one with fp32 values, and the select pass picks the same ids
+    as the old pass — guards the stored path drifting from SDPO's exact one (other ids, another teacher row, a
+    different loss) where they must coincide, and the shipped variant's timing dropping out of the report."""
+    out = tmp_path / "topk.json"
+    lrs = ("1e-06", "0.001")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_topk.py"), "--tiny", "--lrs", *lrs, "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert all(math.isfinite(n) for n in _numbers(data))
+    support, cost = data["support"], data["cost"]
+    assert [row["lr"] for row in support["lrs"]] == [float(lr) for lr in lrs]
+    for row in support["lrs"]:
+        assert tuple(row) == TOPK_ROW_FIELDS
+        assert 0.0 <= row["overlap"] <= 1.0
+    assert support["mb1_grad_rel_diff_fp32"] < 1e-5
+    assert support["select_ids_same"] == 1.0
+    assert 0.0 < support["mb1_grad_rel_diff_bf16"] < 1e-1  # bf16 rounding of the stored values, and nothing else
+    assert cost["bytes_per_token"] == 6 * data["k"] + 12
+    assert set(TOPK_COST_FIELDS) <= set(cost)
+    assert all(cost[name] > 0 for name in TOPK_COST_FIELDS if name.endswith("_s"))
+    for text in ("mb1_grad_rel_diff_fp32", "mb1_grad_rel_diff_bf16", "select_ids_same", "entropy", "top-K mass",
+                 *TOPK_ROW_FIELDS[1:], "exact_s", "stored_s", "shipped_s", "ratio b/a", "ratio b_shipped/a",
+                 "top-K in the old-log-prob pass", "as shipped (separate select pass)",
+                 "stored bytes per response token", "20480 tokens"):
         assert text in result.stdout, text

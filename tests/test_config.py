@@ -33,6 +33,10 @@ LENGTHS = dict(max_prompt_length=512, max_response_length=2048)
         ("eb_kappa", 1.0, "rlrt.eb_kappa must be a finite number > 1, got 1.0"),
         ("eb_kappa", None, "rlrt.eb_kappa must be a finite number > 1, got None"),
         ("teacher", "ema", "rlrt.teacher must be one of live, frozen, snapshot, got 'ema'"),
+        ("distill_topk", 0, "rlrt.distill_topk must be an integer >= 1, got 0"),
+        ("distill_jsd_alpha", 1.5, "rlrt.distill_jsd_alpha must be in [0, 1], got 1.5"),
+        ("distill_is_cap", 0.0, "rlrt.distill_is_cap must be a finite number > 0, got 0.0"),
+        ("srpo_beta", -1.0, "rlrt.srpo_beta must be a finite number >= 0, got -1.0"),
         ("context", "hint", "rlrt.context must be one of answer, solution, rollout or null, got 'hint'"),
         ("max_privileged_prompt_length", 0, "rlrt.max_privileged_prompt_length must be an integer >= 1, got 0"),
         ("sibling_choice", "longest", "rlrt.sibling_choice must be one of random, shortest, got 'longest'"),
@@ -98,6 +102,20 @@ def test_member_resolution(estimator, overrides, expected):
     resolved = RlrtConfig.from_section(overrides).resolved(estimator, **LENGTHS)
     for key, value in expected.items():
         assert getattr(resolved, key) == value, key
+
+
+def test_topk_settings_apply_to_the_sdpo_and_srpo_losses_only():
+    """SDPO's and SRPO's settings are refused where they would be ignored; the two losses run on the grpo
+    estimator, with a sibling rollout as the demonstration."""
+    with pytest.raises(ValueError, match=r"rlrt\.srpo_beta only applies to .*loss_mode in \('sdpo', 'srpo'\), got loss_mode='vanilla'"):
+        RlrtConfig(srpo_beta=0.5).resolved("grpo", **LENGTHS)
+    assert RlrtConfig(srpo_beta=0.5, distill_topk=20).resolved("grpo", loss_mode="srpo", **LENGTHS).srpo_beta == 0.5
+    with pytest.raises(ValueError, match="set algorithm.adv_estimator=grpo"):
+        RlrtConfig().resolved("rlrt", loss_mode="sdpo", **LENGTHS)
+    for loss_mode in ("sdpo", "srpo"):
+        resolved = RlrtConfig().resolved("grpo", loss_mode=loss_mode, **LENGTHS)
+        assert (resolved.context, resolved.max_privileged_prompt_length) == ("rollout", 512 + 2048 + 256)
+        assert resolved.needs_teacher("grpo", loss_mode)
 
 
 def test_needs_teacher():

@@ -1,10 +1,13 @@
-"""GRPO, GRPO+EB, RLSD, RLRT and OPSD through verl's real main_ppo loop on the CPU toy task: the comparison
-script's ``--quick`` mode (scripts/compare_methods_cpu.sh), which is also every method's end-to-end run.
+"""GRPO, GRPO+EB, RLSD, RLRT, SDPO and SRPO (the RLRT comparison's methods) through verl's real main_ppo loop on the
+CPU toy task: the comparison script's ``--quick`` mode (scripts/compare_methods_cpu.sh), which is also every
+method's end-to-end run.
 
-Five launches, one per method, 2 steps each (RLSD 3) with 2 prompts × 4 rollouts, on the warm-started toy model (the
+Six launches, one per method, 2 steps each (RLSD 3) with 2 prompts × 4 rollouts, on the warm-started toy model (the
 session's ``toy_warm_start``) with the math-verify reward, then the script's table and PNG. The resume pair in
 test_e2e_cpu.py covers 2 ranks with verl's padding rows, the identity template, the Qwen3 template and the
-distillation loss; this file covers each estimator's own behaviour under the trainer.
+distillation loss; this file covers each method's own behaviour under the trainer. SDPO runs with the identity
+template and the live teacher in one mini-batch, where its divergence must vanish; SRPO with its recipe's frozen θ₀
+teacher and two mini-batches. (OPSD, RLSD's baseline, is not in the RLRT comparison.)
 """
 
 from __future__ import annotations
@@ -13,14 +16,15 @@ import math
 
 import pytest
 
+from rlrt_recipe.integration.topk import topk_bytes_per_token
 from rlrt_recipe.logs import read_metrics
 from rlrt_recipe.signals import lambda_at
 from rlrt_recipe.testing.launch import run_script
 
 pytestmark = pytest.mark.e2e
 
-METHODS = ("grpo", "grpo_eb", "rlsd", "rlrt", "opsd")
-TEACHER_METHODS = ("rlsd", "rlrt", "opsd")
+METHODS = ("grpo", "grpo_eb", "rlsd", "rlrt", "sdpo", "srpo")
+TEACHER_METHODS = ("rlsd", "rlrt", "sdpo", "srpo")
 # RLSD runs 3 steps with K = 1, so λ is 0.5, 0, 0: the teacher pass must stop once λ is 0 (issue 13).
 RLSD_DECAY_STEPS, RLSD_STEPS = 1, 3
 STEPS = {method: list(range(1, (RLSD_STEPS if method == "rlsd" else 2) + 1)) for method in METHODS}
@@ -29,6 +33,14 @@ STEPS = {method: list(range(1, (RLSD_STEPS if method == "rlsd" else 2) + 1)) for
 RLRT_DECAY_STEPS = 2
 RLRT_INSTRUCT = ["+rlrt.backbone_kind=instruct", f"+rlrt.lambda_decay_steps={RLRT_DECAY_STEPS}",
                  "algorithm.rollout_correction.rollout_is=token", "algorithm.rollout_correction.rollout_is_threshold=2.0"]
+# The top-K losses with K = 16 of the toy's 512-row vocabulary (K = 100 in the recipes). SDPO: the identity template,
+# the live teacher and one mini-batch per step (the whole batch), so the teacher is the student exactly; SRPO: its
+# recipe's frozen teacher, two mini-batches and rollout importance sampling.
+TOPK_K = 16
+SDPO_IDENTITY = [f"+rlrt.distill_topk={TOPK_K}", "++rlrt.teacher=live", "+rlrt.privileged_templates.rollout='{question}'",
+                 "actor_rollout_ref.actor.ppo_mini_batch_size=2"]
+SRPO = [f"+rlrt.distill_topk={TOPK_K}", "algorithm.rollout_correction.rollout_is=token",
+        "algorithm.rollout_correction.rollout_is_threshold=2.0"]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +50,7 @@ def comparison(tmp_path_factory, toy_warm_start):
     env = {"OUT": str(out), "MODEL_DIR": toy_warm_start["model_dir"], "DATA_DIR": toy_warm_start["data_dir"],
            "METHODS": " ".join(METHODS),
            "ARGS_rlsd": f"+rlrt.lambda_decay_steps={RLSD_DECAY_STEPS} trainer.total_training_steps={RLSD_STEPS}",
-           "ARGS_rlrt": " ".join(RLRT_INSTRUCT)}
+           "ARGS_rlrt": " ".join(RLRT_INSTRUCT), "ARGS_sdpo": " ".join(SDPO_IDENTITY), "ARGS_srpo": " ".join(SRPO)}
     output = run_script("compare_methods_cpu.sh", ["--quick"], env=env, timeout=2400)
     runs = {method: read_metrics(out / "runs" / method / "seed1") for method in METHODS}
     return out, runs, output
@@ -96,13 +108,52 @@ def test_rlsd_runs_no_teacher_pass_once_lambda_is_zero(comparison):
     assert [rlsd[step]["rlrt/scored_rows"] for step in STEPS["rlsd"]][1:] == [0.0, 0.0]
 
 
-def test_opsd_scores_every_row_and_moves_the_loss(comparison):
-    """OPSD's advantage is the teacher's Δ itself: every row is scored on every step, Δ ≠ 0, and the loss is
-    not GRPO's. (Δ statistics cover rows with A ≠ 0, METHODS.md, so a step of degenerate groups has none.)"""
-    opsd, grpo = comparison[1]["opsd"], comparison[1]["grpo"]
-    assert all(data["rlrt/scored_row_frac"] == 1.0 for data in opsd.values())
-    assert max(data.get("rlrt/delta_abs_mean", 0.0) for data in opsd.values()) > 0
-    assert [d["actor/pg_loss"] for d in opsd.values()] != [d["actor/pg_loss"] for d in grpo.values()]
+def _stored_topk_bytes(data: dict) -> float:
+    """What the top-K pass stores for a step of 8 real rows: 6K + 12 bytes per token of a row with a demonstration,
+    one K-row (6K bytes) plus 12 bytes per response token for each other row (topk.placeholder_outputs)."""
+    response_tokens = data["response_length/mean"] * 8
+    routed_tokens = data["rlrt/routed_token_frac"] * response_tokens
+    rows = data["rlrt/context/sibling"]
+    return (topk_bytes_per_token(TOPK_K) * routed_tokens + 12 * (response_tokens - routed_tokens)
+            + 6 * TOPK_K * (8 - rows))
+
+
+def test_sdpo_with_the_student_as_teacher_has_zero_divergence_and_gradient(comparison):
+    """SDPO's loss through the whole top-K path (θ_old's ids from the actor, the teacher's log-probs gathered there,
+    the live student's at the same ids in the update) is zero when the teacher is the student: identity template,
+    live teacher, one mini-batch. Only the bf16 storage of the teacher's values remains (~1e-5); a misaligned id or
+    position would give the divergence of unrelated distributions (~0.04 on this model, seen with a frozen teacher)."""
+    sdpo = comparison[1]["sdpo"]
+    first = sdpo[1]
+    assert first["rlrt/scored_rows"] > 0 and first["rlrt/routed_token_frac"] > 0
+    assert first["rlrt/teacher_logp_mean"] == pytest.approx(first["rlrt/student_logp_mean"], abs=1e-6)
+    assert 0.0 <= first["actor/topk_divergence"] < 1e-4
+    assert first["actor/grad_norm"] < 1e-3
+    for step, data in sdpo.items():
+        assert "actor/pg_loss" not in data  # no surrogate: the divergence is the whole loss
+        assert data["rlrt/topk_bytes"] == pytest.approx(_stored_topk_bytes(data), rel=1e-6), step
+        assert (data["rlrt/routed_token_frac"] > 0) == (data["rlrt/context/sibling"] > 0), step
+
+
+def test_srpo_routes_wrong_rollouts_to_the_frozen_teacher_and_the_rest_to_grpo(comparison):
+    """SRPO with θ₀ frozen in verl's reference model: only wrong rollouts with a correct sibling get a
+    demonstration, the GRPO part and the weighted divergence are both finite, the teacher's top-K mass on θ_old's
+    ids is a probability, and the stored bytes follow the per-token layout."""
+    srpo = comparison[1]["srpo"]
+    assert sorted(srpo) == STEPS["srpo"]
+    assert any(data["rlrt/context/sibling"] > 0 for data in srpo.values())
+    for step, data in srpo.items():
+        wrong_rows = round(8 * (1.0 - data["critic/score/mean"]))
+        assert data["rlrt/context/sibling"] <= wrong_rows, step
+        assert data["rlrt/teacher_age_steps"] == step - 1  # frozen: θ₀
+        assert math.isfinite(data["actor/pg_loss"]) and data["actor/topk_loss"] >= 0.0
+        assert data["rlrt/topk_bytes"] == pytest.approx(_stored_topk_bytes(data), rel=1e-6), step
+        if data["rlrt/context/sibling"] > 0:
+            assert 0.0 < data["rlrt/teacher_topk_mass"] <= 1.0 + 1e-6
+            assert 0.0 < data["rlrt/routed_token_frac"] < 1.0
+            assert data["actor/topk_divergence"] > 1e-4  # θ₀ reading a sibling is not the student
+        else:
+            assert data["rlrt/routed_token_frac"] == 0.0 and data["actor/topk_loss"] == 0.0
 
 
 def test_rlrt_scores_only_correct_rollouts(comparison):

@@ -40,7 +40,12 @@ METHODS = {
     "grpo_opsd": ("grpo_opsd", True, 1e-6, True, 0.0, "vanilla", 0.0),
     "grpo_opsd_loss": ("grpo", True, 1e-6, True, 0.0, "self_distill", 0.1),
     "grpo_eb": ("grpo_eb", False, 1e-6, False, 0.0, "vanilla", 0.0),  # std off: ours, as GRPO
+    # RLRT Table 5: SDPO lr 1e-5 (its advantage is unused: the primary's std setting stays), SRPO 5e-6, std off
+    "sdpo": ("grpo", True, 1e-5, True, 0.0, "sdpo", 0.0),
+    "srpo": ("grpo", True, 5e-6, False, 0.0, "srpo", 0.0),
 }
+# The top-K losses (every method checks RLRT Table 5's top-100 and α 0.5, SDPO's cap 2 and SRPO's own β 1, the defaults)
+TOPK = ("sdpo", "srpo")
 # method: (eb_alpha, eb_kappa), Cheng et al.'s values; rlrt_sync passes the entropy, no teacher step
 ENTROPY_BONUS = {"grpo_eb": (0.4, 2.0)}
 # backbone: (model path, backbone_kind, chat template kwargs, max_position_embeddings of the model)
@@ -124,7 +129,8 @@ def test_pair_composes_and_validates(composed, method, backbone):
     assert cfg.algorithm.adv_estimator == estimator
     assert cfg.trainer.v1.trainer_mode == ("rlrt_sync" if teacher or method in ENTROPY_BONUS else "sync")
     assert (rlrt.eb_alpha, rlrt.eb_kappa) == ENTROPY_BONUS.get(method, (0.4, 2.0))
-    assert rlrt.needs_teacher(estimator) == teacher
+    assert rlrt.needs_teacher(estimator, loss_mode) == teacher
+    assert (rlrt.distill_topk, rlrt.distill_jsd_alpha, rlrt.distill_is_cap, rlrt.srpo_beta) == (100, 0.5, 2.0, 1.0)
     assert rlrt.backbone_kind == kind
     if method in WEIGHTS:
         direction, gate = WEIGHTS[method]
@@ -138,9 +144,11 @@ def test_pair_composes_and_validates(composed, method, backbone):
         assert (rlrt.direction, rlrt.gate, rlrt.eps_w, rlrt.lambda_schedule, rlrt.lambda_0) == (None,) * 5
     assert rlrt.distill_loss_coef == distill_loss_coef
     assert actor.policy_loss.loss_mode == loss_mode
-    # RLSD's teacher: a snapshot synchronised every 10 steps (RLSD Sec. 5.1); the others: the live actor
-    assert (rlrt.teacher, rlrt.teacher_sync_steps) == (("snapshot", 10) if estimator == "rlsd" else ("live", 10))
-    if estimator == "rlrt":  # c = another complete correct rollout; none: no teacher (ours, PAPERS.md)
+    # RLSD's teacher: a snapshot synchronised every 10 steps (RLSD Sec. 5.1); SDPO's and SRPO's the frozen θ₀
+    # (RLRT Table 5); the others: the live actor
+    teacher_of = {"rlsd": "snapshot", "sdpo": "frozen", "srpo": "frozen"}
+    assert (rlrt.teacher, rlrt.teacher_sync_steps) == (teacher_of.get(method, "live"), 10)
+    if estimator == "rlrt" or method in TOPK:  # c = another complete correct rollout; none: no teacher (PAPERS.md)
         assert (rlrt.context, rlrt.sibling_fallback) == ("rollout", "none")
     # ours: teacher rows fit the model (the trainer refuses to start otherwise)
     assert rlrt.max_privileged_prompt_length == max_positions - RESPONSE
@@ -234,6 +242,13 @@ def test_cpu_group_composes_after_the_groups(hydra_ctx, method, backbone):
         ("rlrt", {"actor_rollout_ref.rollout.multi_turn.enable": True}, "actor_rollout_ref.rollout.multi_turn.enable"),
         ("opsd", {"actor_rollout_ref.rollout.agent.default_agent_loop": "tool_agent"},
          "actor_rollout_ref.rollout.agent.default_agent_loop"),
+        ("sdpo", {"algorithm.adv_estimator": "grpo_eb"}, "algorithm.adv_estimator=grpo"),
+        ("srpo", {"actor_rollout_ref.actor.loss_agg_mode": "seq-mean-token-mean"},
+         "actor_rollout_ref.actor.loss_agg_mode=token-mean"),
+        ("srpo", {"actor_rollout_ref.model.use_fused_kernels": True}, "actor_rollout_ref.model.use_fused_kernels"),
+        ("sdpo", {"actor_rollout_ref.ref.ulysses_sequence_parallel_size": 2},
+         "actor_rollout_ref.ref.ulysses_sequence_parallel_size"),
+        ("sdpo", {"actor_rollout_ref.actor.entropy_coeff": 0.01}, "actor_rollout_ref.actor.entropy_coeff"),
     ],
 )
 def test_check_config_refusals_name_the_key(composed, method, updates, key):

@@ -49,6 +49,17 @@ def test_select_rows_gate_degenerate_groups_and_lambda_zero():
     assert pick("rlsd", step=2, lambda_decay_steps=1, distill_loss_coef=0.1) == [True, True, False, False, False, False]
 
 
+def test_select_rows_for_the_topk_losses():
+    """SDPO scores every real row (those without another success get no demonstration later); SRPO only the wrong
+    rows, the ones it can route to the teacher."""
+    rm = _rewards(CORRECT)
+    pick = lambda loss_mode: select_rows(rm, MASK, UIDS, REAL, CORRECT, 1, adv_estimator="grpo",  # noqa: E731
+                                         cfg=RlrtConfig().resolved("grpo", max_prompt_length=64, max_response_length=16,
+                                                                   loss_mode=loss_mode), loss_mode=loss_mode).tolist()
+    assert pick("sdpo") == [True, True, True, True, True, False]
+    assert pick("srpo") == [False, True, False, False, True, False]
+
+
 def test_sibling_rows_are_the_correct_rows_a_scored_row_can_draw():
     """Row 0 is scored in group a: its sibling can only be another correct row of a (none); group b has two
     correct rows and one scored, so the other one can be drawn; answer/solution contexts need no sibling."""

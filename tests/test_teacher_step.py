@@ -332,3 +332,41 @@ def test_a_correct_rollout_cut_at_the_length_limit_is_never_a_sibling(model_and_
         body_of_row_1 = tokenizer.decode(cut[:-1])
         assert all(body_of_row_1 not in prompt for prompt in prompts)
         assert metrics["rlrt/context/sibling"] == 3.0
+
+
+@pytest.mark.parametrize("loss_mode, expected", [
+    # groups a (1 correct of 3), b (2 of 2), c (none): SDPO gives every row with another success a demonstration
+    # (a's wrong rows; both of b), SRPO routes only a's wrong rows (b has no wrong row, c no correct one)
+    ("sdpo", [False, True, True, True, True, False, False]),
+    ("srpo", [False, True, True, False, False, False, False]),
+])
+def test_topk_losses_route_rows_by_group_outcome(model_and_tokenizer, loss_mode, expected):
+    """The teacher step for the sdpo/srpo losses on hand-built groups: which rows get a demonstration (has_teacher),
+    each a correct sibling's text from its own group, scored through ``score_rows`` (the top-K pass)."""
+    model, tokenizer = model_and_tokenizer
+    data, padding = _stored_batch(model, tokenizer, scores=[1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0],
+                                  response_lens=[3, 7, 5, 2, 6, 4, 3], uids=["a", "a", "a", "b", "b", "c", "c"])
+    rlrt_cfg = RlrtConfig().resolved("grpo", max_prompt_length=PROMPT_LENGTH, max_response_length=16,
+                                     loss_mode=loss_mode)
+    step = TeacherStep(rlrt_cfg=rlrt_cfg, adv_estimator="grpo", tokenizer=tokenizer, hf_model_type="qwen2",
+                       chat_template_kwargs={}, prompt_length=PROMPT_LENGTH, loss_mode=loss_mode,
+                       layout=TeacherBatchLayout(dp_size=1, micro_batch_size_per_gpu=1, max_token_len_per_gpu=None,
+                                                 temperature=1.0))
+    sent = {}
+
+    def score_rows(rows, prompts):
+        sent.update(zip(rows, prompts))
+        return [torch.full((len(data["responses"][i]),), -1.0) for i in rows], len(rows)
+
+    fields, metrics = step.run(data, padding, 1, compute_log_prob=None, score_rows=score_rows)
+    assert fields["has_teacher"].tolist() == expected
+    assert sorted(sent) == [i for i, e in enumerate(expected) if e]
+    responses = data["responses"].unbind()
+    for i, prompt in sent.items():  # the demonstration is a correct rollout of the row's own group, not itself
+        text = tokenizer.decode(prompt)
+        own_group = {"a": [0], "b": [3, 4]}[["a", "a", "a", "b", "b"][i]]
+        siblings = [j for j in own_group if j != i]
+        assert any(tokenizer.decode(responses[j], skip_special_tokens=True) in text for j in siblings), i
+    teacher = fields["teacher_log_probs"].unbind()
+    assert all(bool((teacher[i] == -1.0).all()) == e for i, e in enumerate(expected))
+    assert metrics["rlrt/scored_rows"] == sum(expected)

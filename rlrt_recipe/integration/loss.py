@@ -1,5 +1,8 @@
-"""The ``self_distill`` policy loss: verl's clipped surrogate plus an optional self-distillation term (RLSD's
-GRPO+OPSD in its loss form).
+"""The policy losses of the ``rlrt_sync`` trainer: ``self_distill`` (verl's clipped surrogate plus RLSD's GRPO+OPSD
+term) and the top-K losses ``sdpo`` and ``srpo`` (the RLRT comparison's logit-level baselines), each installed with
+``set_loss_fn`` (``installed_loss_fn``).
+
+``self_distill``:
 
     L = L_verl + β_loss · agg_t( KL_est(log π_θ(y_t), τ_t) · [row has a teacher] )   over response tokens
 
@@ -19,6 +22,17 @@ verl calls a registered policy loss with a fixed argument list that cannot carry
 the term lives in ``self_distill_ppo_loss``, the loss function the ``rlrt_sync`` trainer installs with
 ``set_loss_fn``; the registered ``self_distill`` policy loss computes the surrogate and refuses to run outside it,
 so the term can never be dropped silently.
+
+``sdpo`` and ``srpo`` (Hübotter et al., arXiv 2601.20802; Li et al., arXiv 2604.02288; docs/methods.md), with
+D_t = ``signals.topk_jsd`` of the live student and the stored teacher over θ_old's top-K ids plus a tail (``topk.py``),
+ρ̄_t = min(π_θ(y_t)/π_old(y_t), c)_sg, w_t the ``topk_token_weights`` and r_t verl's rollout-IS weights (1 when off):
+
+    sdpo:  L = Σ_{t ∈ D} D_t·ρ̄_t·r_t / |D|                        D = response tokens of rows with a demonstration
+    srpo:  L = [Σ_{t ∉ D} ℓ^GRPO_t + Σ_{t ∈ D} w_t·D_t·ρ̄_t·r_t] / N   D = tokens of wrong rows routed to the teacher
+
+with ℓ^GRPO verl's vanilla surrogate (plus its entropy and KL terms) and both denominators global over the mini-batch
+and the data-parallel ranks: verl's ``batch_num_tokens``, the sum of ``loss_mask``, which the trainer sets to D's tokens
+for ``sdpo`` and leaves at every response token (N) for ``srpo``.
 """
 
 from __future__ import annotations
@@ -36,15 +50,19 @@ from verl.trainer.ppo.core_algos import (
     kl_penalty,
     register_policy_loss,
 )
-from verl.utils.metric import Metric
+from verl.utils.metric import AggregationType, Metric
 from verl.workers.utils.losses import ppo_loss
 from verl.workers.utils.padding import no_padding_2_padding
 
-from rlrt_recipe.config import DISTILL_LOSS_MODE
+from rlrt_recipe import signals
+from rlrt_recipe.config import DISTILL_LOSS_MODE, TOPK_LOSS_MODES
+from rlrt_recipe.integration import topk
 from rlrt_recipe.integration.registry import register_once
 
 # True while self_distill_ppo_loss runs verl's ppo_loss: the registered loss is being called from inside it.
 _INSIDE_SELF_DISTILL_LOSS = contextvars.ContextVar("inside_self_distill_ppo_loss", default=False)
+# While topk_distill_loss runs verl's ppo_loss for srpo: the [b, T] tokens routed to the teacher (no GRPO term there).
+_ROUTED_TOKENS: contextvars.ContextVar[torch.Tensor | None] = contextvars.ContextVar("srpo_routed_tokens", default=None)
 
 
 @register_once(POLICY_LOSS_REGISTRY, register_policy_loss, DISTILL_LOSS_MODE)
@@ -114,9 +132,100 @@ def self_distill_ppo_loss(
     return loss + distill_loss_coef * distill, metrics
 
 
+def _outside_topk_loss(name: str) -> RuntimeError:
+    return RuntimeError(
+        f"actor_rollout_ref.actor.policy_loss.loss_mode={name} needs the teacher pass and the loss function of the "
+        "rlrt_sync trainer; set trainer.v1.trainer_mode=rlrt_sync"
+    )
+
+
+@register_once(POLICY_LOSS_REGISTRY, register_policy_loss, "sdpo")
+def compute_policy_loss_sdpo(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode="token-mean",
+                             config=None, rollout_is_weights=None):
+    """SDPO has no surrogate: its whole loss is ``topk_distill_loss``; verl never calls this inside it."""
+    raise _outside_topk_loss("sdpo")
+
+
+@register_once(POLICY_LOSS_REGISTRY, register_policy_loss, "srpo")
+def compute_policy_loss_srpo(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode="token-mean",
+                             config=None, rollout_is_weights=None):
+    """SRPO's GRPO part: verl's vanilla surrogate on the response tokens not routed to the teacher, normalised by
+    verl's global token count (every response token)."""
+    routed = _ROUTED_TOKENS.get()
+    if routed is None:
+        raise _outside_topk_loss("srpo")
+    return compute_policy_loss_vanilla(
+        old_log_prob=old_log_prob, log_prob=log_prob, advantages=advantages, response_mask=response_mask & ~routed,
+        loss_agg_mode=loss_agg_mode, config=config, rollout_is_weights=rollout_is_weights,
+    )
+
+
+def topk_distill_loss(
+    config: Any,
+    model_output: dict[str, torch.Tensor] | None = None,
+    data: TensorDict | None = None,
+    dp_group: Any = None,
+    student_logits: torch.Tensor | None = None,
+    *,
+    loss_mode: str,
+    alpha: float,
+    is_cap: float,
+) -> Any:
+    """The ``sdpo``/``srpo`` loss (module docstring). verl's engine calls it twice per micro-batch: first as a logits
+    processor (``student_logits``), returning the per-token divergence D_t with its gradient
+    (``topk.live_divergence``), then as the loss, reading D_t back from ``model_output``."""
+    if student_logits is not None:
+        return {topk.DIVERGENCE: topk.live_divergence(student_logits[0], data, alpha).unsqueeze(0)}
+    for key in (topk.TOPK_IDS, topk.TEACHER_TOPK_LOG_PROBS, topk.TOPK_TOKEN_WEIGHTS, "has_teacher"):
+        if key not in data.keys():
+            raise KeyError(f"the {loss_mode} loss needs '{key}' in every micro-batch; the rlrt_sync teacher pass writes it")
+    if topk.DIVERGENCE not in model_output:
+        raise RuntimeError(
+            f"the {loss_mode} loss got no per-token divergence: verl's engine did not call it as a logits processor "
+            "(distillation_use_topk was not set for this update, or actor_rollout_ref.model.use_fused_kernels=true)"
+        )
+    divergence = no_padding_2_padding(model_output[topk.DIVERGENCE], data)  # [b, T] D_t, with gradient
+    log_prob = no_padding_2_padding(model_output["log_probs"], data)  # [b, T]
+    fields = ["response_mask", "old_log_probs", topk.TOPK_TOKEN_WEIGHTS]
+    if "rollout_is_weights" in data.keys():
+        fields.append("rollout_is_weights")
+    padded = data.select(*fields).to_padded_tensor()
+    response = padded["response_mask"].bool()  # [b, T]
+    routed = response & data["has_teacher"].bool().reshape(-1, 1)  # [b, T] the tokens D
+    per_token = divergence * signals.capped_is_ratio(log_prob, padded["old_log_probs"], is_cap)  # [b, T]
+    per_token = per_token * padded[topk.TOPK_TOKEN_WEIGHTS].to(per_token.dtype)
+    if "rollout_is_weights" in padded.keys():
+        per_token = per_token * padded["rollout_is_weights"].to(per_token.dtype)
+    # verl's global count of loss_mask tokens over the mini-batch and ranks (the D tokens for sdpo); a mini-batch with
+    # none gives 0 tokens, hence the floor (its loss is 0 either way)
+    batch_num_tokens = max(int(data["batch_num_tokens"]), 1)
+    distill = agg_loss(loss_mat=per_token, loss_mask=routed, loss_agg_mode="token-mean", dp_size=data["dp_size"],
+                       batch_num_tokens=batch_num_tokens)
+    if loss_mode == "srpo":
+        token = _ROUTED_TOKENS.set(routed)
+        try:
+            loss, metrics = ppo_loss(config, model_output, data, dp_group)
+        finally:
+            _ROUTED_TOKENS.reset(token)
+        loss = loss + distill
+    else:
+        metrics = {}
+        loss = distill + 0.0 * log_prob.sum()  # keeps a graph when no row of the micro-batch has a demonstration
+    n_routed = int(routed.sum())
+    metrics["actor/topk_loss"] = Metric(value=distill, aggregation=AggregationType.SUM)
+    if n_routed:
+        metrics["actor/topk_divergence"] = Metric(
+            value=float((divergence.detach() * routed).sum()) / n_routed, aggregation=AggregationType.MEAN)
+    return loss, metrics
+
+
 def installed_loss_fn(actor_config: Any, rlrt_cfg: Any) -> Any:
-    """The loss function the ``rlrt_sync`` trainer installs with ``set_loss_fn``: ``self_distill_ppo_loss`` bound to
-    the actor config and the ``rlrt:`` section's distillation settings."""
+    """The loss function the ``rlrt_sync`` trainer installs with ``set_loss_fn``: ``topk_distill_loss`` for the
+    ``sdpo``/``srpo`` loss modes, else ``self_distill_ppo_loss``, bound to the actor config and the ``rlrt:`` section."""
+    loss_mode = actor_config.policy_loss.loss_mode
+    if loss_mode in TOPK_LOSS_MODES:
+        return partial(topk_distill_loss, config=actor_config, loss_mode=loss_mode, alpha=rlrt_cfg.distill_jsd_alpha,
+                       is_cap=rlrt_cfg.distill_is_cap)
     return partial(
         self_distill_ppo_loss, config=actor_config, distill_loss_coef=rlrt_cfg.distill_loss_coef,
         distill_kl_type=rlrt_cfg.distill_kl_type, distill_loss_max_clamp=rlrt_cfg.distill_loss_max_clamp,

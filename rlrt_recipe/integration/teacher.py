@@ -53,6 +53,9 @@ OUTPUT_FIELDS = ("teacher_log_probs", "has_teacher", "correct")
 LEAK_PROBE_ROWS = 64
 
 ComputeLogProb = Callable[[TensorDict], TensorDict]
+#: Scores the teacher rows another way than one ``compute_log_prob`` call (the top-K teacher pass): given the scored
+#: row indices and their teacher prompt ids, returns τ over each row's response and the number of rows sent.
+ScoreRows = Callable[[Sequence[int], Sequence[list[int]]], tuple[list[torch.Tensor], int]]
 
 
 
@@ -150,11 +153,14 @@ def check_student_prompts(rows: Sequence[privileged.RowInfo], prompts: Sequence[
 
 def select_rows(rm_scores: torch.Tensor, response_mask: torch.Tensor, uids: Sequence[str], real: torch.Tensor,
                 correct: torch.Tensor, step: int, *, cfg: RlrtConfig, adv_estimator: str, algorithm_config: Any = None,
-                use_kl_in_reward: bool = False) -> torch.Tensor:
-    """Rows whose Â depends on τ  [B]: real rows with response tokens, and for rlrt/rlsd passing the gate with
-    A ≠ 0 (with KL in the reward A is unknown here, so A ≠ 0 is assumed) — none once λ_k = 0 and no distillation
-    loss reads τ (Â = A then); every such row under ``rlrt.score_all_rows``."""
+                use_kl_in_reward: bool = False, loss_mode: str = "vanilla") -> torch.Tensor:
+    """Rows whose Â or loss depends on the teacher  [B]: real rows with response tokens, and for rlrt/rlsd passing
+    the gate with A ≠ 0 (with KL in the reward A is unknown here, so A ≠ 0 is assumed) — none once λ_k = 0 and no
+    distillation loss reads τ (Â = A then); for the srpo loss the wrong rows only (SRPO routes only wrong rollouts
+    to the teacher); every such row under ``rlrt.score_all_rows``."""
     candidates = real & (response_mask.sum(-1) > 0)  # [B]
+    if loss_mode == "srpo" and not cfg.score_all_rows:
+        return candidates & ~correct
     if cfg.score_all_rows or adv_estimator not in WEIGHTED_ESTIMATORS:
         return candidates
     if cfg.lambda_at(step) == 0.0 and cfg.distill_loss_coef == 0.0:
@@ -314,7 +320,7 @@ class TeacherStep:
     def __init__(self, *, rlrt_cfg: RlrtConfig, adv_estimator: str, tokenizer: Any, hf_model_type: str | None,
                  chat_template_kwargs: dict[str, Any], prompt_length: int, layout: TeacherBatchLayout,
                  algorithm_config: Any = None, use_kl_in_reward: bool = False,
-                 eos_token_ids: Collection[int] | None = None):
+                 eos_token_ids: Collection[int] | None = None, loss_mode: str = "vanilla"):
         self.cfg = rlrt_cfg
         self.adv_estimator = adv_estimator
         self.tokenizer = tokenizer
@@ -323,15 +329,17 @@ class TeacherStep:
         self.layout = layout
         self.algorithm_config = algorithm_config
         self.use_kl_in_reward = use_kl_in_reward
+        self.loss_mode = loss_mode
         self.context = rlrt_cfg.context or "solution"
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.eos_token_ids = set(eos_token_ids) if eos_token_ids else {tokenizer.eos_token_id}
         self._warned_16_bit = False
 
-    def run(self, data: TensorDict, is_padding: Sequence[bool], step: int,
-            compute_log_prob: ComputeLogProb) -> tuple[TensorDict, dict[str, float]]:
+    def run(self, data: TensorDict, is_padding: Sequence[bool], step: int, compute_log_prob: ComputeLogProb | None,
+            score_rows: ScoreRows | None = None) -> tuple[TensorDict, dict[str, float]]:
         """Teacher fields for every row of ``data`` (the stored batch, ``INPUT_FIELDS``) and the step's metrics,
-        with the driver's seconds per part as ``timing_s/teacher/<part>`` (the forward is ``.../forward``)."""
+        with the driver's seconds per part as ``timing_s/teacher/<part>`` (the forward is ``.../forward``). The
+        teacher rows are scored by one ``compute_log_prob`` call, or by ``score_rows`` when given."""
         cfg, timing = self.cfg, {}
         self.render.clear()
         n = len(is_padding)
@@ -350,7 +358,7 @@ class TeacherStep:
             candidates = correct & finished_rows(responses, self.eos_token_ids)  # [B]
             scored = select_rows(padded["rm_scores"], response_mask, uids, real, correct, step, cfg=cfg,
                                  adv_estimator=self.adv_estimator, algorithm_config=self.algorithm_config,
-                                 use_kl_in_reward=self.use_kl_in_reward)  # [B]
+                                 use_kl_in_reward=self.use_kl_in_reward, loss_mode=self.loss_mode)  # [B]
             probe = leak_probe_rows(real, step)
         with simple_timer("decode", timing):
             texts = decode(self.tokenizer, responses, sibling_rows(uids, candidates, scored, self.context) + probe)
@@ -366,11 +374,15 @@ class TeacherStep:
         if teacher_rows:  # no batch and no call when no row needs τ (e.g. once λ = 0)
             with simple_timer("batch", timing):
                 teacher_prompts = [self.render(contexts[i].messages) for i in teacher_rows]
-                teacher_responses = [responses[i] for i in teacher_rows]
-                batch = build_teacher_batch(teacher_prompts, teacher_responses, self.layout, self.pad_id)
-                rows_sent = len(batch)  # data-parallel padding included
+                if score_rows is None:
+                    teacher_responses = [responses[i] for i in teacher_rows]
+                    batch = build_teacher_batch(teacher_prompts, teacher_responses, self.layout, self.pad_id)
+                    rows_sent = len(batch)  # data-parallel padding included
             with simple_timer("forward", timing):
-                scored_log_probs = response_log_probs(compute_log_prob(batch), batch, len(teacher_rows))
+                if score_rows is None:
+                    scored_log_probs = response_log_probs(compute_log_prob(batch), batch, len(teacher_rows))
+                else:
+                    scored_log_probs, rows_sent = score_rows(teacher_rows, teacher_prompts)
         with simple_timer("outputs", timing):
             old = data["old_log_probs"].unbind()
             teacher = list(old)  # unscored rows get s: Δ = 0

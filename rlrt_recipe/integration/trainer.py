@@ -5,7 +5,10 @@ Select it with ``trainer.v1.trainer_mode=rlrt_sync``. Per step (docs/methods.md)
   → teacher log-probs τ on the same actor shards (``timing_s/teacher``; both inside verl's
     ``timing_s/old_log_prob``) → our estimator with the teacher fields → actor update with the ``self_distill`` loss.
 With ``algorithm.adv_estimator=grpo`` or ``grpo_eb`` (which reads the old-log-prob pass's ``entropy`` instead) and
-no distillation loss the teacher step is skipped (said once).
+no distillation loss the teacher step is skipped (said once). With the ``sdpo``/``srpo`` losses the teacher pass is
+the top-K one (``topk.py``, run by ``RlrtActorRolloutRefWorker.compute_teacher_topk``): the driver sends teacher prompt
+ids through TransferQueue and reads back per-token scalars only; the [R, K] fields stay between workers and
+TransferQueue.
 
 Import order: importing this module imports ``verl.trainer.ppo.v1``, which with ``VERL_PLATFORM=cpu`` needs the
 CPU platform registered first; ``rlrt_recipe.plugin`` imports the CPU backend before this module.
@@ -18,6 +21,7 @@ import time
 
 import numpy as np
 import ray
+import torch
 import transfer_queue as tq
 from tensordict import TensorDict
 from transfer_queue import KVBatchMeta
@@ -27,6 +31,7 @@ from verl.trainer.ppo.ray_trainer import apply_kl_penalty
 from verl.trainer.ppo.rollout_corr_helper import compute_rollout_correction_and_add_to_batch
 from verl.trainer.ppo.utils import Role
 from verl.trainer.ppo.v1 import PPOTrainerSync, register_trainer
+from verl.utils import tensordict_utils as tu
 from verl.utils.config import omega_conf_to_dataclass
 from verl.utils.debug import marked_timer
 from verl.workers.config import HFModelConfig
@@ -38,13 +43,16 @@ from rlrt_recipe.config import (
     ENTROPY_BONUS_ESTIMATORS,
     ESTIMATOR_FORMS,
     REFERENCE_TEACHERS,
+    TOPK_LOSS_MODES,
     WEIGHTED_ESTIMATORS,
     load_rlrt_config,
+    policy_loss_mode,
 )
+from rlrt_recipe.integration import topk
 from rlrt_recipe.integration.loss import installed_loss_fn
 from rlrt_recipe.integration.preflight import SINGLE_TURN_AGENT, preflight_train_dataset
 from rlrt_recipe.integration.registry import missing_registrations
-from rlrt_recipe.integration.worker import RlrtActorRolloutRefWorker
+from rlrt_recipe.integration.worker import TOPK_UPDATE_FLAG, RlrtActorRolloutRefWorker
 from rlrt_recipe.integration.estimators import STEP_INPUT, estimator_inputs, grpo_advantages
 from rlrt_recipe.integration.teacher import (
     INPUT_FIELDS,
@@ -84,7 +92,9 @@ def check_config(config) -> None:
             f"algorithm.rollout_correction.bypass_mode=True skips verl's old-log-prob pass, which stores the token "
             f"entropy algorithm.adv_estimator={estimator} reads; set algorithm.rollout_correction.bypass_mode=False"
         )
-    if not rlrt_cfg.needs_teacher(estimator):
+    if loss_mode in TOPK_LOSS_MODES:
+        _check_topk_config(config, loss_mode)
+    if not rlrt_cfg.needs_teacher(estimator, loss_mode):
         return
     rollout = actor_rollout_ref.rollout
     if rollout.get("multi_turn", {}).get("enable", False):
@@ -146,6 +156,41 @@ def check_config(config) -> None:
         )
 
 
+def _check_topk_config(config, loss_mode: str) -> None:
+    """The settings the top-K losses need (module ``topk``): verl's grpo estimator, token-mean aggregation, the
+    engine's logits-processor path, no sequence parallelism; for sdpo (no surrogate) no entropy or KL term."""
+    algorithm, actor_rollout_ref = config.algorithm, config.actor_rollout_ref
+    actor = actor_rollout_ref.actor
+    if str(algorithm.adv_estimator) != "grpo":
+        raise ValueError(
+            f"actor_rollout_ref.actor.policy_loss.loss_mode={loss_mode} runs on verl's GRPO advantage: set "
+            f"algorithm.adv_estimator=grpo (got {algorithm.adv_estimator!r})"
+        )
+    if actor.get("loss_agg_mode", "token-mean") != "token-mean":
+        raise ValueError(
+            f"loss_mode={loss_mode} is a token mean (SDPO's and SRPO's aggregation): set "
+            f"actor_rollout_ref.actor.loss_agg_mode=token-mean (got {actor.get('loss_agg_mode')!r})"
+        )
+    if actor_rollout_ref.model.get("use_fused_kernels", False):
+        raise ValueError(
+            f"loss_mode={loss_mode} reads the logits through verl's logits-processor hook, which fused kernels skip: "
+            "set actor_rollout_ref.model.use_fused_kernels=false"
+        )
+    for part in ("actor", "ref"):
+        sp = int(actor_rollout_ref[part].get("ulysses_sequence_parallel_size", 1) or 1)
+        if sp > 1:
+            raise ValueError(
+                f"loss_mode={loss_mode} does not support sequence parallelism yet (its logits processors see the whole "
+                f"packed sequence): set actor_rollout_ref.{part}.ulysses_sequence_parallel_size=1 (got {sp})"
+            )
+    if loss_mode == "sdpo":
+        if actor.get("use_kl_loss", False) or float(actor.get("entropy_coeff", 0.0) or 0.0) != 0.0:
+            raise ValueError(
+                "loss_mode=sdpo replaces verl's policy loss and with it the entropy and KL terms: set "
+                "actor_rollout_ref.actor.entropy_coeff=0 and actor_rollout_ref.actor.use_kl_loss=false"
+            )
+
+
 def _lora_rank(model_cfg) -> int:
     """The LoRA rank of ``actor_rollout_ref.model``: FSDP reads ``lora_rank``, Megatron ``lora.rank``."""
     return int(model_cfg.get("lora_rank", 0) or (model_cfg.get("lora", None) or {}).get("rank", 0) or 0)
@@ -163,7 +208,9 @@ class RlrtSyncTrainer(PPOTrainerSync):
         check_config(config)
         self.rlrt_cfg = load_rlrt_config(config)
         self.adv_estimator = str(config.algorithm.adv_estimator)
-        self.teacher_enabled = self.rlrt_cfg.needs_teacher(self.adv_estimator)
+        self.loss_mode = policy_loss_mode(config)
+        self.topk_loss = self.loss_mode in TOPK_LOSS_MODES
+        self.teacher_enabled = self.rlrt_cfg.needs_teacher(self.adv_estimator, self.loss_mode)
         # frozen without LoRA and snapshot score with verl's reference model, built by our worker class
         self.teacher_on_reference = (self.teacher_enabled and self.rlrt_cfg.teacher in REFERENCE_TEACHERS
                                      and not _lora_rank(config.actor_rollout_ref.model))
@@ -188,16 +235,20 @@ class RlrtSyncTrainer(PPOTrainerSync):
 
     def _init_resource_pool_mgr(self):
         super()._init_resource_pool_mgr()
-        if not self.teacher_on_reference:
+        if not (self.teacher_on_reference or self.topk_loss):
             return
         # verl builds its reference model inside the fused worker only under a KL term (need_reference_policy);
         # map the actor role to the fused actor+rollout+ref role with our worker class instead (no KL, no per-step
-        # reference pass: use_reference_policy stays False). The ResourcePoolManager holds this same mapping dict.
-        for role in (Role.ActorRollout, Role.ActorRolloutRef):
-            self.role_worker_mapping.pop(role, None)
-            self.mapping.pop(role, None)
-        self.role_worker_mapping[Role.ActorRolloutRef] = ray.remote(RlrtActorRolloutRefWorker)
-        self.mapping[Role.ActorRolloutRef] = "global_pool"
+        # reference pass: use_reference_policy stays False). The top-K losses need our class for their teacher pass
+        # and update, with the live teacher on the actor+rollout role. The ResourcePoolManager holds this same dict.
+        role = Role.ActorRolloutRef if self.teacher_on_reference else Role.ActorRollout
+        if role == Role.ActorRollout and Role.ActorRolloutRef in self.role_worker_mapping:
+            role = Role.ActorRolloutRef  # verl already builds a reference model (a KL term): keep it
+        for old in (Role.ActorRollout, Role.ActorRolloutRef):
+            self.role_worker_mapping.pop(old, None)
+            self.mapping.pop(old, None)
+        self.role_worker_mapping[role] = ray.remote(RlrtActorRolloutRefWorker)
+        self.mapping[role] = "global_pool"
 
     def _build_replay_buffer(self):
         # verl compares trainer_mode with the literal "sync" (trainer_base.py:153, 731, 902, 912, 1004, 1499):
@@ -221,7 +272,7 @@ class RlrtSyncTrainer(PPOTrainerSync):
         super().on_init_end()
         _check_registrations_on_trainer_nodes(self.resource_pool_manager)
         actor_cfg = omega_conf_to_dataclass(self.config.actor_rollout_ref.actor)
-        if actor_cfg.policy_loss.loss_mode == DISTILL_LOSS_MODE:  # with β_loss = 0 too: the registered loss needs our wrapper
+        if actor_cfg.policy_loss.loss_mode in (DISTILL_LOSS_MODE, *TOPK_LOSS_MODES):  # the registered losses need ours
             self.actor_rollout_wg.set_loss_fn(installed_loss_fn(actor_cfg, self.rlrt_cfg))
         if not self.teacher_enabled:
             logger.warning(
@@ -263,7 +314,7 @@ class RlrtSyncTrainer(PPOTrainerSync):
             hf_model_type=getattr(self.hf_config, "model_type", None), chat_template_kwargs=chat_template_kwargs(data),
             prompt_length=int(rollout.prompt_length), layout=layout, algorithm_config=self.config.algorithm,
             use_kl_in_reward=bool(self.config.algorithm.use_kl_in_reward),
-            eos_token_ids=eos_token_ids(self.tokenizer, self.generation_config),
+            eos_token_ids=eos_token_ids(self.tokenizer, self.generation_config), loss_mode=self.loss_mode,
         )
 
     def _compute_old_log_prob(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
@@ -278,14 +329,94 @@ class RlrtSyncTrainer(PPOTrainerSync):
             teacher_metrics = self._refresh_teacher_if_due()
             score = (self.actor_rollout_wg.compute_ref_log_prob if self.teacher_on_reference
                      else self.actor_rollout_wg.compute_log_prob)
-            fields, step_metrics = self.teacher_step.run(data, is_padding, self.global_steps, score)
+            score_rows = self._topk_teacher_pass(batch, data) if self.topk_loss else None
+            fields, step_metrics = self.teacher_step.run(data, is_padding, self.global_steps, score, score_rows)
             teacher_metrics.update(step_metrics)
             batch = tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
+            if self.topk_loss:
+                teacher_metrics.update(self._write_topk_loss_fields(batch, fields, is_padding))
         missing = [f for f in OUTPUT_FIELDS if f not in (batch.fields or [])]
         if missing:
             raise RuntimeError(f"TransferQueue did not store {missing} for every row of the batch")
         metrics.update(teacher_metrics)
         return batch
+
+    def _topk_teacher_pass(self, batch: KVBatchMeta, data: TensorDict):
+        """The ``score_rows`` of the teacher step for the top-K losses: writes every row's teacher prompt ids and
+        ``has_teacher`` to TransferQueue, runs the workers' ``compute_teacher_topk`` on all rows (each worker reads its
+        rows from TransferQueue and writes ``topk.TEACHER_PASS_OUTPUTS`` back), and reads back τ only."""
+        n = len(batch)
+
+        def score_rows(teacher_rows, teacher_prompts):
+            prompt_ids = [torch.tensor([self.teacher_step.pad_id])] * n
+            for i, ids in zip(teacher_rows, teacher_prompts):
+                prompt_ids[i] = torch.tensor(ids, dtype=torch.int64)
+            has_teacher = torch.zeros(n, dtype=torch.bool)
+            has_teacher[list(teacher_rows)] = True
+            fields = TensorDict({topk.TEACHER_PROMPT_IDS: tu.nested_tensor_from_tensor_list(prompt_ids),
+                                 "has_teacher": has_teacher}, batch_size=[n])
+            tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
+            response_lens = data["response_mask"].offsets().diff().tolist()
+            tokens = [len(prompt_ids[i]) + response_lens[i] if has_teacher[i] else 0 for i in range(n)]
+            order = topk.balanced_order(tokens, self.teacher_step.layout.dp_size)
+            extra_info = {"rlrt_topk_k": self.rlrt_cfg.distill_topk, "temperature": self.teacher_step.layout.temperature,
+                          "rlrt_teacher_on_reference": self.teacher_on_reference,
+                          "rlrt_no_lora_adapter": self.teacher_step.layout.no_lora_adapter}
+            meta = KVBatchMeta(keys=[batch.keys[i] for i in order], tags=[batch.tags[i] for i in order],
+                               partition_id=batch.partition_id, fields=list(topk.TEACHER_PASS_INPUTS),
+                               extra_info=extra_info)
+            self.actor_rollout_wg.compute_teacher_topk(meta)
+            tau = tq.kv_batch_get(keys=[batch.keys[i] for i in teacher_rows], partition_id=batch.partition_id,
+                                  select_fields=[topk.TEACHER_TOKEN_LOG_PROBS])
+            _require_fields(tau, (topk.TEACHER_TOKEN_LOG_PROBS,), "the top-K teacher pass")
+            return list(tau[topk.TEACHER_TOKEN_LOG_PROBS].unbind()), n
+
+        return score_rows
+
+    def _write_topk_loss_fields(self, batch: KVBatchMeta, fields: TensorDict, is_padding) -> dict[str, float]:
+        """After the top-K teacher pass: each token's divergence weight (SRPO's exp(−β·H^T) normalised to mean 1 over
+        the routed tokens of the step; 1 for SDPO) and, for SDPO, ``loss_mask`` reduced to the rows with a
+        demonstration (verl's global token count is then SDPO's denominator); the pass's metrics. A step with no
+        row to score made no pass: every row gets the placeholders of ``topk.placeholder_outputs``."""
+        if not fields["has_teacher"].any():
+            response_lens = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id,
+                                            select_fields=["response_mask"])["response_mask"].offsets().diff().tolist()
+            placeholders = topk.outputs_batch([topk.placeholder_outputs(self.rlrt_cfg.distill_topk, r)
+                                               for r in response_lens])
+            tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=placeholders)
+        stored = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id,
+                                 select_fields=["response_mask", topk.TEACHER_ENTROPY, topk.TEACHER_TOPK_MASS])
+        _require_fields(stored, ("response_mask", topk.TEACHER_ENTROPY, topk.TEACHER_TOPK_MASS), "the top-K loss")
+        response_mask = stored["response_mask"]
+        padded = stored.to_padded_tensor()
+        response = padded["response_mask"].bool()  # [B, T]
+        routed = response & fields["has_teacher"].bool().reshape(-1, 1)  # [B, T]
+        beta = self.rlrt_cfg.srpo_beta if self.loss_mode == "srpo" else 0.0
+        weights = signals.srpo_token_weights(padded[topk.TEACHER_ENTROPY], routed, beta)  # [B, T]
+        out = {topk.TOPK_TOKEN_WEIGHTS: response_to_nested(weights, response_mask)}
+        if self.loss_mode == "sdpo":
+            out["loss_mask"] = response_to_nested(routed.to(padded["response_mask"].dtype), response_mask)
+        tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id,
+                        fields=TensorDict(out, batch_size=len(batch)))
+        real = torch.tensor([not p for p in is_padding], dtype=torch.bool).reshape(-1, 1)
+        n_routed, n_real = int((routed & real).sum()), int((response & real).sum())
+        k, placeholder_rows = self.rlrt_cfg.distill_topk, len(batch) - int(fields["has_teacher"].sum())
+        metrics = {
+            "rlrt/routed_token_frac": n_routed / max(n_real, 1),
+            # what the pass stored for the step (placeholders included), between workers and TransferQueue only
+            "rlrt/topk_bytes": float(topk.topk_bytes_per_token(k) * int(routed.sum()) + placeholder_rows * k * 6
+                                     + 12 * int((response & ~routed).sum())),
+        }
+        if n_routed:
+            mask = routed & real
+            metrics["rlrt/teacher_topk_mass"] = float(padded[topk.TEACHER_TOPK_MASS][mask].mean())
+            metrics["rlrt/teacher_entropy"] = float(padded[topk.TEACHER_ENTROPY][mask].mean())
+        return metrics
+
+    def _update_actor(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
+        if self.topk_loss:  # our worker's update_actor turns on verl's logits-processor call (distillation_use_topk)
+            batch.extra_info[TOPK_UPDATE_FLAG] = True
+        return super()._update_actor(batch, metrics)
 
     def _refresh_teacher_if_due(self) -> dict[str, float]:
         """The snapshot teacher: copy the actor into the reference model before the teacher pass of the steps
