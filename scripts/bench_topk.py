@@ -12,11 +12,12 @@ reading a privileged prefix (random tokens) + the prompt + the same response. Tw
     (a) exact   the ids are the top-K of the student's LIVE logits in each update micro-batch, and the teacher is
                 forwarded there and gathered at them (SDPO's own code);
     (b) stored  before the updates, θ_old's top-K ids and one teacher pass gathered at them, stored as K int32 ids +
-                K bf16 values per token; each update gathers the live student at the stored ids. The ids come
-                either from the old-log-prob pass itself (a design verl 0.9.1 has no seam for), or, as shipped
-                (``integration/topk.py``, ``RlrtActorRolloutRefWorker.compute_teacher_topk``), from a separate
-                "select" forward of θ_old over the rows with a demonstration, after verl's unchanged old-log-prob
-                pass. Both give the same ids, so part 1 holds for both; only their cost differs.
+                K bf16 values per token; each update gathers the live student at the stored ids. As shipped
+                (``integration/topk.py``, ``RlrtActorRolloutRefWorker.compute_log_prob``), the ids are taken inside
+                verl's old-log-prob pass (a logits processor: one extra processor call, no extra forward). Our first
+                version, not shipped, took them in a separate "select" forward of θ_old over the rows with a
+                demonstration, after verl's unchanged old-log-prob pass; it is timed too. Both give the same ids, so
+                part 1 holds for both; only their cost differs.
 
 One step = B rows split into 2 mini-batches, one AdamW step each (weight decay 0.01). Mini-batch 1 sees θ = θ_old,
 where (a) and (b) coincide; mini-batch 2 sees θ after one step, so they differ there, more with a larger lr.
@@ -29,18 +30,21 @@ where (a) and (b) coincide; mini-batch 2 sees θ after one step, so they differ 
      grad_rel_fp32  the same with (b) storing fp32 values: the support effect alone (grad_rel − this ≈ bf16's share).
    And once, at θ_old on mini-batch 1: mb1_grad_rel_diff_fp32 (must be ~0: identical ids and values) and
    mb1_grad_rel_diff_bf16 (the bf16 storage effect alone); select_ids_same, the fraction of tokens (both
-   mini-batches) where the select pass's top-K set equals the old-log-prob pass's (must be 1).
+   mini-batches) where the top-K set of our first version's separate select pass equals the one taken in the
+   old-log-prob pass (must be 1: the two (b) variants train on the same ids).
 2. Cost: median (and min) wall seconds of one full step, each including verl's old-log-prob pass (log π_old(y_t)
    and the entropy, as verl computes it) and, for (b), a teacher pass that also computes what the shipped gather
    stores besides the K values (H^T, the mass on the K ids, τ):
-     exact_s    (a)  old pass, then per mini-batch {student forward, live top-K, teacher forward, loss, backward, step};
-     stored_s   (b)  old pass with θ_old's top-K taken in it, one teacher pass gathered and stored, then per
-                     mini-batch {student forward, gather at the stored ids, loss, backward, step};
-     shipped_s  (b) as shipped: old pass (no top-K), a select forward of θ_old (top-K of its logits), the teacher
-                     pass, then the same updates as stored_s;
-   ratio = stored_s / exact_s, shipped_ratio = shipped_s / exact_s. With one epoch (a) and (b) forward the teacher
-   once per row; (a) forwards it once more per extra ppo epoch, and shipped (b) forwards θ_old once more per row
-   with a demonstration (every row here: the worst case).
+     exact_s        (a)  old pass, then per mini-batch {student forward, live top-K, teacher forward, loss,
+                         backward, step};
+     shipped_s      (b) as shipped: old pass with θ_old's top-K taken in it, one teacher pass gathered and stored,
+                         then per mini-batch {student forward, gather at the stored ids, loss, backward, step};
+     select_pass_s  (b) with a separate select pass (our first version, not shipped): old pass (no top-K), a select
+                         forward of θ_old (top-K of its logits), the teacher pass, then the same updates as shipped_s;
+   shipped_ratio = shipped_s / exact_s, select_pass_ratio = select_pass_s / exact_s (*_min_ratio: the same of the
+   minima). With one epoch (a) and (b) forward the teacher once per row; (a) forwards it once more per extra ppo
+   epoch, and the select-pass variant forwards θ_old once more per row with a demonstration (every row here: the
+   worst case).
    Stored bytes of (b) per response token = 4·K (int32 ids) + 2·K (bf16 values) + 3·4 (the per-token float32
    extras), and per step at the RLRT paper's scale: 2048 rollouts × mean response length (4096, 8192, 20480).
 
@@ -49,7 +53,8 @@ The model is built locally (``TinyModelSpec``, untied LM head, random weights); 
 mass say how peaked), without changing the scale of any matmul weight. Responses are sampled from it at temperature
 1. Each forward covers one mini-batch (the old pass too), so at θ_old the live ids are bit for bit the stored ones.
 Every pass computes logits at the response positions only; verl's engine computes them at every position (and the
-shipped select takes the top-K at every position), so the LM head's share of each pass is smaller here than there.
+shipped select processor takes the top-K at every position of the old-log-prob pass), so the LM head's share of each
+pass is smaller here than there.
 A 6.6 M-parameter random model is not a 4 B-parameter trained one: read the lr trend and the orders of magnitude,
 not the lr at which a threshold is crossed. One torch thread unless ``--threads`` says otherwise.
 """
@@ -156,8 +161,8 @@ def old_pass(student: Qwen2ForCausalLM, mb: dict, k: int | None = None) -> dict:
 
 @torch.no_grad()
 def select_pass(student: Qwen2ForCausalLM, mb: dict, k: int) -> torch.Tensor:
-    """The shipped select forward (``topk.select_processor``): θ_old's top-K ids [b, R, K] int32, from the logits of a
-    forward of its own (the same ids as from the log-probs: softmax preserves the order)."""
+    """Our first version's separate select forward (not shipped): θ_old's top-K ids [b, R, K] int32, from the logits
+    of a forward of its own (the same ids as from the log-probs: softmax preserves the order)."""
     logits = response_logits(student, mb["student"], mb["responses"].shape[1])  # [b, R, V]
     return logits.topk(k, dim=-1).indices.to(torch.int32)  # [b, R, K]
 
@@ -283,36 +288,40 @@ def stored_updates(student, optimizer, minibatches: list[dict], olds: list[dict]
         optimizer.step()
 
 
-def step_stored(student, teacher, optimizer, minibatches: list[dict], k: int, cfg: RlrtConfig) -> None:
-    """(b), top-K in the old-log-prob pass: old pass with θ_old's top-K, one teacher pass stored, the updates."""
+def step_shipped(student, teacher, optimizer, minibatches: list[dict], k: int, cfg: RlrtConfig) -> None:
+    """(b) as shipped, top-K in the old-log-prob pass: old pass with θ_old's top-K, one teacher pass stored, the
+    updates."""
     olds = [old_pass(student, mb, k) for mb in minibatches]
     stored = [stored_teacher_pass(teacher, mb, old["ids"]) for mb, old in zip(minibatches, olds)]
     stored_updates(student, optimizer, minibatches, olds, stored, cfg)
 
 
-def step_shipped(student, teacher, optimizer, minibatches: list[dict], k: int, cfg: RlrtConfig) -> None:
-    """(b) as shipped: verl's old pass unchanged, then the teacher pass = a select forward of θ_old (its top-K ids)
-    and the teacher's gather, then the updates."""
+def step_select_pass(student, teacher, optimizer, minibatches: list[dict], k: int, cfg: RlrtConfig) -> None:
+    """(b) with a separate select pass (our first version, not shipped): verl's old pass unchanged, then the teacher
+    pass = a select forward of θ_old (its top-K ids) and the teacher's gather, then the updates."""
     olds = [old_pass(student, mb) for mb in minibatches]
     stored = [stored_teacher_pass(teacher, mb, select_pass(student, mb, k)) for mb in minibatches]
     stored_updates(student, optimizer, minibatches, olds, stored, cfg)
 
 
-STEPS = (("exact", step_exact), ("stored", step_stored), ("shipped", step_shipped))
+#: (JSON name, printed label, step) of each timed variant; the first is the reference of the ratios.
+STEPS = (("exact", "(a) exact: live top-K, teacher per micro-batch", step_exact),
+         ("shipped", "(b) as shipped: top-K in the old-log-prob pass", step_shipped),
+         ("select_pass", "(b) with a separate select pass (our first version, not shipped)", step_select_pass))
 
 
 def cost(student, teacher, minibatches: list[dict], k: int, cfg: RlrtConfig, repeats: int) -> dict:
-    """Seconds per step of (a), (b) and (b) as shipped, their ratios to (a), and (b)'s stored bytes per token and
-    per paper-scale step."""
+    """Seconds per step of (a), (b) as shipped and (b) with a separate select pass, the ratios of both (b) to (a),
+    and (b)'s stored bytes per token and per paper-scale step."""
     out = {}
-    for name, step in STEPS:
+    for name, _, step in STEPS:
         model = copy.deepcopy(student)  # all start from θ₀; the timed steps move only this copy
         optimizer = torch.optim.AdamW(model.parameters(), lr=COST_LR, weight_decay=WEIGHT_DECAY)
         out[f"{name}_s"], out[f"{name}_min_s"] = timed(lambda: step(model, teacher, optimizer, minibatches, k, cfg),
                                                        repeats)
-    out["ratio"], out["min_ratio"] = out["stored_s"] / out["exact_s"], out["stored_min_s"] / out["exact_min_s"]
-    out["shipped_ratio"] = out["shipped_s"] / out["exact_s"]
-    out["shipped_min_ratio"] = out["shipped_min_s"] / out["exact_min_s"]
+    for name, _, _ in STEPS[1:]:
+        out[f"{name}_ratio"] = out[f"{name}_s"] / out["exact_s"]
+        out[f"{name}_min_ratio"] = out[f"{name}_min_s"] / out["exact_min_s"]
     out["bytes_per_token"] = 4 * k + 2 * k + 4 * EXTRA_FLOAT32_PER_TOKEN
     out["gb_per_step"] = {length: PAPER_ROLLOUTS * length * out["bytes_per_token"] / 1e9
                           for length in PAPER_RESPONSE_LENGTHS}
@@ -333,20 +342,20 @@ def print_result(result: dict) -> None:
     print(f"mini-batch 1 at theta_old, |g_a - g_b| / |g_a|: "
           f"mb1_grad_rel_diff_fp32 {sweep['mb1_grad_rel_diff_fp32']:.3e}  "
           f"mb1_grad_rel_diff_bf16 {sweep['mb1_grad_rel_diff_bf16']:.3e}")
-    print(f"tokens whose select-pass top-K set equals the old-log-prob pass's: select_ids_same "
-          f"{sweep['select_ids_same']:.4f}")
+    print(f"tokens whose top-K set from a separate select pass (our first version) equals the one taken in the "
+          f"old-log-prob pass: select_ids_same {sweep['select_ids_same']:.4f}")
     print("mini-batch 2 after one AdamW step on mini-batch 1 ((a) exact live ids vs (b) stored theta_old ids):")
     print(f"{'lr':>8} {'overlap':>9} {'loss_rel':>10} {'grad_rel':>10} {'grad_rel_fp32':>13}")
     for row in sweep["lrs"]:
         print(f"{row['lr']:>8.0e} {row['overlap']:>9.4f} {row['loss_rel']:>10.3e} {row['grad_rel']:>10.3e} "
               f"{row['grad_rel_fp32']:>13.3e}")
     print(f"cost of one step, wall s (median of {size['repeats']}, min in brackets):")
-    print(f"  (a) exact (live top-K, teacher per micro-batch)        exact_s   {c['exact_s']:.3f} "
-          f"({c['exact_min_s']:.3f})")
-    print(f"  (b) stored (top-K in the old-log-prob pass)            stored_s  {c['stored_s']:.3f} "
-          f"({c['stored_min_s']:.3f})  ratio b/a {c['ratio']:.3f} ({c['min_ratio']:.3f})")
-    print(f"  (b) stored, as shipped (separate select pass)          shipped_s {c['shipped_s']:.3f} "
-          f"({c['shipped_min_s']:.3f})  ratio b_shipped/a {c['shipped_ratio']:.3f} ({c['shipped_min_ratio']:.3f})")
+    width = max(len(label) for _, label, _ in STEPS)
+    for name, label, _ in STEPS:
+        line = f"  {label:<{width}}  {name + '_s':<13} {c[name + '_s']:.3f} ({c[name + '_min_s']:.3f})"
+        if name != STEPS[0][0]:
+            line += f"  {name}_ratio to (a) {c[name + '_ratio']:.3f} ({c[name + '_min_ratio']:.3f})"
+        print(line)
     print(f"stored bytes per response token: {c['bytes_per_token']}; per step at {PAPER_ROLLOUTS} rollouts: "
           + ", ".join(f"{length} tokens {gb:.2f} GB" for length, gb in c["gb_per_step"].items()))
 

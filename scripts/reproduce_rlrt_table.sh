@@ -19,12 +19,13 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PYTHON=${PYTHON:-python3}
 RECIPE=${RECIPE:-rlrt_paper}
 BACKBONE=${BACKBONE:-qwen3_4b_base}
-# The RLRT comparison's methods (RLRT Tables 1/3): SDPO and SRPO only on the instruct and Qwen3-8B backbones, as
-# in the paper (they collapse on base models). Also available: rlrt_all, rlrt_teacher_up (RLRT's ablations), opsd,
-# grpo_opsd_loss (RLSD's baselines), and entropy_bonus, grpo_opsd (in neither paper).
+# The RLRT comparison's methods (RLRT Tables 1/3): SDPO on the instruct backbone, SDPO and SRPO on Qwen3-8B, as in
+# the paper's tables (neither on base models, where they collapse). Also available: rlrt_all, rlrt_teacher_up
+# (RLRT's ablations), opsd, grpo_opsd_loss (RLSD's baselines), and entropy_bonus, grpo_opsd (in neither paper).
 case ${BACKBONE} in
-    *_base) DEFAULT_METHODS="grpo grpo_eb rlsd rlrt" ;;
-    *) DEFAULT_METHODS="grpo grpo_eb sdpo srpo rlsd rlrt" ;;
+    qwen3_4b_instruct_2507) DEFAULT_METHODS="grpo grpo_eb sdpo rlsd rlrt" ;;
+    qwen3_8b) DEFAULT_METHODS="grpo grpo_eb sdpo srpo rlsd rlrt" ;;
+    *) DEFAULT_METHODS="grpo grpo_eb rlsd rlrt" ;;
 esac
 METHODS=${METHODS:-${DEFAULT_METHODS}}
 STEPS=${STEPS:-100}  # training steps (ours: the paper's curves span 100); the step-${STEPS} checkpoint is evaluated

@@ -16,7 +16,7 @@ import math
 
 import pytest
 
-from rlrt_recipe.integration.topk import topk_bytes_per_token
+from rlrt_recipe.integration.topk import stored_topk_bytes
 from rlrt_recipe.logs import read_metrics
 from rlrt_recipe.signals import lambda_at
 from rlrt_recipe.testing.launch import run_script
@@ -109,13 +109,11 @@ def test_rlsd_runs_no_teacher_pass_once_lambda_is_zero(comparison):
 
 
 def _stored_topk_bytes(data: dict) -> float:
-    """What the top-K pass stores for a step of 8 real rows: 6K + 12 bytes per token of a row with a demonstration,
-    one K-row (6K bytes) plus 12 bytes per response token for each other row (topk.placeholder_outputs)."""
+    """What the step's top-K fields occupy for its 8 real rows (topk.stored_topk_bytes, from the logged lengths)."""
     response_tokens = data["response_length/mean"] * 8
-    routed_tokens = data["rlrt/routed_token_frac"] * response_tokens
-    rows = data["rlrt/context/sibling"]
-    return (topk_bytes_per_token(TOPK_K) * routed_tokens + 12 * (response_tokens - routed_tokens)
-            + 6 * TOPK_K * (8 - rows))
+    return stored_topk_bytes(TOPK_K, response_tokens=response_tokens,
+                             routed_tokens=data["rlrt/routed_token_frac"] * response_tokens,
+                             placeholder_rows=8 - data["rlrt/context/sibling"])
 
 
 def test_sdpo_with_the_student_as_teacher_has_zero_divergence_and_gradient(comparison):

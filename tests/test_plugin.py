@@ -27,7 +27,7 @@ def test_entry_point_registers_on_bare_import_verl():
     """`import verl` loads our entry point: every estimator and the loss exist, with one INFO line."""
     names, stderr = _probe()
     assert OURS <= set(names["adv"])
-    assert "self_distill" in names["loss"]
+    assert {"self_distill", "sdpo", "srpo"} <= set(names["loss"])
     assert "rlrt-recipe plug-in loaded: estimators, policy loss, trainer" in stderr
 
 

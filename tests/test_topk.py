@@ -2,7 +2,6 @@
 processors against a plain log_softmax, the alignment of ids and positions, the live divergence (zero when the teacher
 is the student, gradient only through the student), SRPO's routing and both losses' normalisation."""
 
-import math
 from dataclasses import replace
 
 import pytest
@@ -247,8 +246,13 @@ def test_losses_refuse_a_missing_processor_output_or_field_and_outside_the_train
             registered(OLD, LOG_PROB, ADVANTAGES, torch.ones(3, 3, dtype=torch.bool))
 
 
-def test_topk_bytes_per_token_is_k_ids_k_values_and_three_floats():
-    assert topk.topk_bytes_per_token(100) == 612
+def test_stored_bytes_are_ids_on_every_token_and_teacher_values_on_rows_with_a_demonstration():
+    """K = 100: 4K = 400 B of ids on every response token, 2K + 12 = 212 B on each token of a row with a
+    demonstration (612 B in all there), 2K + 12·R on a placeholder row: as the placeholders' own sizes say."""
+    assert topk.stored_topk_bytes(100, response_tokens=10, routed_tokens=10, placeholder_rows=0) == 6120
+    assert topk.stored_topk_bytes(100, response_tokens=13, routed_tokens=10, placeholder_rows=1) == 6120 + 3 * 412 + 200
     placeholder = topk.placeholder_outputs(4, response_len=3)
-    assert placeholder[topk.TOPK_IDS].shape == (1, 4) and placeholder[topk.TEACHER_ENTROPY].shape == (3,)
-    assert math.isclose(sum(t.numel() * t.element_size() for t in placeholder.values()), 4 * 6 + 3 * 12)
+    assert set(placeholder) == set(topk.TEACHER_PASS_OUTPUTS)
+    assert placeholder[topk.TEACHER_TOPK_LOG_PROBS].shape == (1, 4) and placeholder[topk.TEACHER_ENTROPY].shape == (3,)
+    placeholder_bytes = sum(t.numel() * t.element_size() for t in placeholder.values())
+    assert placeholder_bytes == topk.stored_topk_bytes(4, response_tokens=3, routed_tokens=0, placeholder_rows=1) - 4 * 4 * 3

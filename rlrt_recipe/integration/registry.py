@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
-from rlrt_recipe.config import DISTILL_LOSS_MODE, ESTIMATOR_FORMS
+from rlrt_recipe.config import DISTILL_LOSS_MODE, ESTIMATOR_FORMS, TOPK_LOSS_MODES
 
 
 def register_once(
@@ -34,7 +34,7 @@ def _qualified_name(fn: Callable) -> str:
 
 #: What a verl process must hold after ``import verl`` for the rlrt_sync trainer's workers to run.
 EXPECTED_ESTIMATORS = tuple(ESTIMATOR_FORMS)
-EXPECTED_POLICY_LOSSES = (DISTILL_LOSS_MODE,)
+EXPECTED_POLICY_LOSSES = (DISTILL_LOSS_MODE, *TOPK_LOSS_MODES)
 
 
 def missing_registrations() -> list[str]:

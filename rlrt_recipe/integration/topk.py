@@ -1,13 +1,13 @@
 """Top-K self-distillation on verl's engine: the teacher pass of the ``sdpo`` and ``srpo`` losses, and the live
 divergence their loss reads (docs/methods.md, "SDPO and SRPO").
 
-One teacher pass per step (docs/methods.md, "Top-K support: one pass per step"):
+One teacher pass per step (docs/methods.md, "Top-K support: one teacher pass per step"):
 
-1. **select** — the actor (θ_old, the weights that produced the step's old log-probs) forwards each row with a
-   demonstration; a logits processor returns θ_old's top-K token ids at every response position;
+1. **select** — inside verl's old-log-prob pass, the actor (θ_old) also returns its top-K token ids at every
+   response position (a logits processor; ``RlrtActorRolloutRefWorker.compute_log_prob``), stored as ``TOPK_IDS``;
 2. **gather** — the teacher (verl's reference model θ₀, or the actor) forwards the privileged rows (teacher prompt ‖
    the same response); a processor gathers its log-probs at those ids and its mass on them; verl's own entropy pass
-   gives the teacher's full-vocabulary entropy H^T, its sampled-token pass τ;
+   gives the teacher's full-vocabulary entropy H^T, its sampled-token pass τ (``compute_teacher_topk``);
 3. **update** — the loss's processor computes the live student's log-probs at the stored ids and, per token, the
    divergence ``signals.topk_jsd`` (``live_divergence``).
 
@@ -16,7 +16,7 @@ micro-batch; ``FSDPEngineWithLMHead.prepare_model_outputs``) and accepts only pe
 values travel as K columns ``<prefix><j>``, which verl unpads and reorders like log-probs; ``stack_columns`` turns them
 back into ``[tokens, K]``. Ulysses sequence parallelism is refused (the processor would see a slice of the tokens).
 
-Pure functions of tensors; the worker method that runs 1–2 lives in ``worker.py``, the TransferQueue I/O in the
+Pure functions of tensors; the worker methods that run 1–2 live in ``worker.py``, the TransferQueue I/O in the
 trainer, the loss in ``loss.py``.
 """
 
@@ -30,27 +30,26 @@ from verl.utils import tensordict_utils as tu
 
 from rlrt_recipe import signals
 
-#: Fields the teacher pass writes to TransferQueue for every row of the step (response-shaped; rows without a
-#: demonstration hold one zero row of K in the two [R, K] fields, and zeros in the per-token ones).
-TOPK_IDS = "topk_ids"  # [R, K] int32, θ_old's top-K ids per response token
-TEACHER_TOPK_LOG_PROBS = "teacher_topk_log_probs"  # [R, K] bf16, the teacher's log-probs at those ids
+#: Written by verl's old-log-prob pass for every row (response-shaped): θ_old's top-K ids per response token.
+TOPK_IDS = "topk_ids"  # [R, K] int32
+#: Written by the teacher pass for every row (response-shaped; rows without a demonstration hold one zero row of K in
+#: the [R, K] field and zeros in the per-token ones).
+TEACHER_TOPK_LOG_PROBS = "teacher_topk_log_probs"  # [R, K] bf16, the teacher's log-probs at θ_old's ids
 TEACHER_ENTROPY = "teacher_entropy"  # [R] fp32, H^T over the full vocabulary
 TEACHER_TOPK_MASS = "teacher_topk_mass"  # [R] fp32, Σ_k P_T(k) over the K ids
 TEACHER_TOKEN_LOG_PROBS = "teacher_token_log_probs"  # [R] fp32, τ of the sampled token
-TEACHER_PASS_OUTPUTS = (TOPK_IDS, TEACHER_TOPK_LOG_PROBS, TEACHER_ENTROPY, TEACHER_TOPK_MASS, TEACHER_TOKEN_LOG_PROBS)
+TEACHER_PASS_OUTPUTS = (TEACHER_TOPK_LOG_PROBS, TEACHER_ENTROPY, TEACHER_TOPK_MASS, TEACHER_TOKEN_LOG_PROBS)
 #: The driver writes these for every row before the teacher pass.
 TEACHER_PROMPT_IDS = "teacher_prompt_ids"  # [P_t] int64; one pad id on rows without a demonstration
-TEACHER_PASS_INPUTS = ("prompts", "responses", TEACHER_PROMPT_IDS, "has_teacher")
+TEACHER_PASS_INPUTS = ("prompts", "responses", TEACHER_PROMPT_IDS, "has_teacher", TOPK_IDS)
 #: Per-token weight of the divergence (SRPO's exp(−β·H^T), mean 1 over routed tokens; 1 for SDPO), written by the trainer.
 TOPK_TOKEN_WEIGHTS = "topk_token_weights"
 
 
-
 def placeholder_outputs(k: int, response_len: int) -> dict[str, torch.Tensor]:
-    """``TEACHER_PASS_OUTPUTS`` of a row without a demonstration: one zero row of K in the [R, K] fields, zeros over
+    """``TEACHER_PASS_OUTPUTS`` of a row without a demonstration: one zero row of K in the [R, K] field, zeros over
     the student's response in the per-token ones."""
     return {
-        TOPK_IDS: torch.zeros(1, k, dtype=torch.int32),
         TEACHER_TOPK_LOG_PROBS: torch.zeros(1, k, dtype=torch.bfloat16),
         **{name: torch.zeros(response_len, dtype=torch.float32)
            for name in (TEACHER_ENTROPY, TEACHER_TOPK_MASS, TEACHER_TOKEN_LOG_PROBS)},
@@ -58,15 +57,16 @@ def placeholder_outputs(k: int, response_len: int) -> dict[str, torch.Tensor]:
 
 
 def outputs_batch(rows: Sequence[dict[str, torch.Tensor]]) -> TensorDict:
-    """One TensorDict of ``TEACHER_PASS_OUTPUTS`` from per-row dicts (as stored in TransferQueue)."""
-    return TensorDict({name: nested_rows([row[name] for row in rows]) for name in TEACHER_PASS_OUTPUTS},
-                      batch_size=[len(rows)])
+    """One TensorDict of the fields of per-row dicts (``TEACHER_PASS_OUTPUTS``), as stored in TransferQueue."""
+    return TensorDict({name: nested_rows([row[name] for row in rows]) for name in rows[0]}, batch_size=[len(rows)])
 
 
-def topk_bytes_per_token(k: int) -> int:
-    """Bytes stored per response token of a row with a demonstration: K ids (int32), K values (bf16) and the three
-    float32 per-token fields."""
-    return k * (4 + 2) + 3 * 4
+def stored_topk_bytes(k: int, *, response_tokens: int, routed_tokens: int, placeholder_rows: int) -> int:
+    """Bytes the top-K fields of a step occupy in TransferQueue: θ_old's K ids (int32) on every response token; on each
+    token of a row with a demonstration K teacher values (bf16) and three float32 scalars; on every other row one
+    K-row of bf16 zeros and the three scalars per token."""
+    return (4 * k * response_tokens + (2 * k + 12) * routed_tokens
+            + 2 * k * placeholder_rows + 12 * (response_tokens - routed_tokens))
 
 
 ID_COLUMN = "rlrt_topk_id_"
@@ -211,6 +211,8 @@ def live_divergence(student_logits: torch.Tensor, data: TensorDict, alpha: float
     if not positions:
         return column
     index = torch.cat(positions).to(student_logits.device)  # [N]
+    # Indexing copies the rows: verl's flash-attn cross-entropy may overwrite the logits in place in its backward
+    # (inplace_backward), and nothing saved for this divergence's backward may alias them.
     student = log_probs_at(student_logits[index], torch.cat(row_ids).to(student_logits.device))  # [N, K]
     target = torch.cat(row_teacher).to(device=student_logits.device, dtype=torch.float32)  # [N, K]
     return column.index_put((index,), signals.topk_jsd(student, target, alpha))

@@ -52,7 +52,7 @@ from rlrt_recipe.integration import topk
 from rlrt_recipe.integration.loss import installed_loss_fn
 from rlrt_recipe.integration.preflight import SINGLE_TURN_AGENT, preflight_train_dataset
 from rlrt_recipe.integration.registry import missing_registrations
-from rlrt_recipe.integration.worker import TOPK_UPDATE_FLAG, RlrtActorRolloutRefWorker
+from rlrt_recipe.integration.worker import TOPK_SELECT_FLAG, TOPK_UPDATE_FLAG, RlrtActorRolloutRefWorker
 from rlrt_recipe.integration.estimators import STEP_INPUT, estimator_inputs, grpo_advantages
 from rlrt_recipe.integration.teacher import (
     INPUT_FIELDS,
@@ -318,8 +318,16 @@ class RlrtSyncTrainer(PPOTrainerSync):
         )
 
     def _compute_old_log_prob(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
+        if self.topk_loss:  # our worker's compute_log_prob also stores θ_old's top-K ids (topk.TOPK_IDS)
+            batch.extra_info[TOPK_SELECT_FLAG] = self.rlrt_cfg.distill_topk
+        sent = batch
         with marked_timer("old_log_prob_student", self.timing_raw):
             batch = super()._compute_old_log_prob(batch, metrics)
+        if self.topk_loss:
+            for meta in (sent, batch):  # the flag is for this pass only
+                meta.extra_info.pop(TOPK_SELECT_FLAG, None)
+            _require_fields(tq.kv_batch_get(keys=batch.keys[:1], partition_id=batch.partition_id,
+                                            select_fields=[topk.TOPK_IDS]), (topk.TOPK_IDS,), "the top-K losses")
         if not self.teacher_enabled:
             return batch
         with marked_timer("teacher", self.timing_raw):
@@ -344,7 +352,8 @@ class RlrtSyncTrainer(PPOTrainerSync):
     def _topk_teacher_pass(self, batch: KVBatchMeta, data: TensorDict):
         """The ``score_rows`` of the teacher step for the top-K losses: writes every row's teacher prompt ids and
         ``has_teacher`` to TransferQueue, runs the workers' ``compute_teacher_topk`` on all rows (each worker reads its
-        rows from TransferQueue and writes ``topk.TEACHER_PASS_OUTPUTS`` back), and reads back τ only."""
+        rows and θ_old's top-K ids from TransferQueue and writes ``topk.TEACHER_PASS_OUTPUTS`` back), and reads back τ
+        only."""
         n = len(batch)
 
         def score_rows(teacher_rows, teacher_prompts):
@@ -400,12 +409,13 @@ class RlrtSyncTrainer(PPOTrainerSync):
                         fields=TensorDict(out, batch_size=len(batch)))
         real = torch.tensor([not p for p in is_padding], dtype=torch.bool).reshape(-1, 1)
         n_routed, n_real = int((routed & real).sum()), int((response & real).sum())
-        k, placeholder_rows = self.rlrt_cfg.distill_topk, len(batch) - int(fields["has_teacher"].sum())
+        stored_bytes = topk.stored_topk_bytes(
+            self.rlrt_cfg.distill_topk, response_tokens=int(response.sum()), routed_tokens=int(routed.sum()),
+            placeholder_rows=len(batch) - int(fields["has_teacher"].sum()))
         metrics = {
             "rlrt/routed_token_frac": n_routed / max(n_real, 1),
-            # what the pass stored for the step (placeholders included), between workers and TransferQueue only
-            "rlrt/topk_bytes": float(topk.topk_bytes_per_token(k) * int(routed.sum()) + placeholder_rows * k * 6
-                                     + 12 * int((response & ~routed).sum())),
+            # the step's top-K fields in TransferQueue (padding rows included), between workers and TransferQueue only
+            "rlrt/topk_bytes": float(stored_bytes),
         }
         if n_routed:
             mask = routed & real

@@ -7,8 +7,10 @@ adds registered methods:
 - ``sync_teacher_from_actor`` copies each rank's FSDP2 local shards of the actor into the reference model: the
   ``snapshot`` teacher (RLSD's teacher, synchronised with the student every N steps). The ``frozen`` teacher uses the
   reference model as verl builds it.
-- ``compute_teacher_topk`` runs the top-K teacher pass of the ``sdpo`` and ``srpo`` losses (``topk.py``): θ_old's
-  top-K ids on the actor, then the teacher's log-probs there, reading and writing TransferQueue directly.
+- ``compute_log_prob`` is verl's, and when the trainer asks (``TOPK_SELECT_FLAG``) also returns θ_old's top-K ids
+  over each response (``topk.TOPK_IDS``) from the same forward: the select step of the ``sdpo``/``srpo`` losses.
+- ``compute_teacher_topk`` runs their teacher pass (``topk.py``): the teacher's log-probs at those ids, reading and
+  writing TransferQueue directly.
 - ``update_actor`` is verl's, with ``distillation_use_topk`` switched on when the trainer asks for it
   (``TOPK_UPDATE_FLAG``): verl's ``_update_actor`` sets that key only for its own distillation.
 
@@ -20,6 +22,9 @@ This module must not import the trainer: Ray unpickles the class in every worker
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from tensordict import TensorDict
 from verl.single_controller.base.decorator import Dispatch, make_nd_compute_dataproto_dispatch_fn, register
@@ -28,7 +33,9 @@ from verl.workers.engine_workers import ActorRolloutRefWorker, TrainingWorker
 
 from rlrt_recipe.integration import topk
 
-#: Non-tensor key of the update's batch (``KVBatchMeta.extra_info``) that switches on verl's logits-processor call.
+#: Non-tensor keys of a batch (``KVBatchMeta.extra_info``) that switch on the top-K work: K for the old-log-prob
+#: pass (θ_old's top-K ids), true for the update (verl's logits-processor call).
+TOPK_SELECT_FLAG = "rlrt_topk_select"
 TOPK_UPDATE_FLAG = "rlrt_topk_update"
 
 
@@ -60,31 +67,45 @@ class RlrtActorRolloutRefWorker(ActorRolloutRefWorker):
         return copied
 
     @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn(mesh_name="actor"))
+    def compute_log_prob(self, data: TensorDict) -> TensorDict:
+        """verl's ``compute_log_prob``; with ``TOPK_SELECT_FLAG = K`` the same forward also returns θ_old's top-K ids
+        over each response as ``topk.TOPK_IDS`` ([R, K] int32; a logits processor, the K columns dropped)."""
+        k = tu.pop(data, key=TOPK_SELECT_FLAG, default=None)
+        if not k:
+            return super().compute_log_prob(data)
+        response_lens = data["response_mask"].offsets().diff().tolist()
+        with _processor_as_loss(self.actor, data, topk.select_processor(int(k))):
+            output = super().compute_log_prob(data)
+        if output is None:  # a rank that returns no outputs (verl's pipeline stages)
+            return output
+        ids = topk.response_windows(topk.stack_columns(output, topk.ID_COLUMN, int(k)), response_lens)
+        for j in range(int(k)):
+            del output[f"{topk.ID_COLUMN}{j}"]
+        output[topk.TOPK_IDS] = topk.nested_rows([row.to(torch.int32) for row in ids])
+        return output
+
+    @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn(mesh_name="actor"))
     def compute_teacher_topk(self, data: TensorDict) -> TensorDict:
         """The top-K teacher pass over this rank's rows (``topk.TEACHER_PASS_INPUTS``; non-tensor ``rlrt_topk_k``,
-        ``temperature``, ``rlrt_teacher_on_reference``, ``rlrt_no_lora_adapter``): ``topk.TEACHER_PASS_OUTPUTS`` for every
-        row, response-shaped. Rows without ``has_teacher`` are forwarded as minimal two-token rows (every rank must
-        run the same micro-batches) and get zero placeholders."""
+        ``temperature``, ``rlrt_teacher_on_reference``, ``rlrt_no_lora_adapter``): ``topk.TEACHER_PASS_OUTPUTS`` for
+        every row, response-shaped. Rows without ``has_teacher`` are forwarded as minimal two-token rows (every rank
+        must run the same micro-batches) and get zero placeholders."""
         k = int(tu.get(data, "rlrt_topk_k"))
-        temperature = float(tu.get(data, "temperature"))
         teacher = self.ref if tu.get(data, "rlrt_teacher_on_reference") else self.actor
         has_teacher = data["has_teacher"].bool().tolist()
-        prompts, responses = data["prompts"].unbind(), data["responses"].unbind()
-        teacher_prompts = data[topk.TEACHER_PROMPT_IDS].unbind()
+        responses, stored_ids = data["responses"].unbind(), data[topk.TOPK_IDS].unbind()
         minimal = torch.zeros(1, dtype=torch.int64)
-        response_lens = [len(r) if h else 1 for r, h in zip(responses, has_teacher)]
+        prompts = [p if h else minimal for p, h in zip(data[topk.TEACHER_PROMPT_IDS].unbind(), has_teacher)]
         rows_responses = [r if h else minimal for r, h in zip(responses, has_teacher)]
+        response_lens = [len(r) for r in rows_responses]
+        ids = [stored if h else torch.zeros(1, k, dtype=torch.int32) for stored, h in zip(stored_ids, has_teacher)]
 
-        select = topk.rows_batch([p if h else minimal for p, h in zip(prompts, has_teacher)], rows_responses,
-                                 temperature=temperature, calculate_entropy=False)
-        selected = _infer_with_processor(self.actor, select, topk.select_processor(k))
-        ids = topk.response_windows(topk.stack_columns(selected, topk.ID_COLUMN, k), response_lens)  # [R, K] per row
-
-        gather_prompts = [p if h else minimal for p, h in zip(teacher_prompts, has_teacher)]
-        gather = topk.rows_batch(gather_prompts, rows_responses, temperature=temperature, calculate_entropy=True,
+        gather = topk.rows_batch(prompts, rows_responses, temperature=float(tu.get(data, "temperature")),
+                                 calculate_entropy=True,
                                  no_lora_adapter=bool(tu.get(data, "rlrt_no_lora_adapter", default=False)))
-        gather[topk.GATHER_IDS] = topk.gather_ids([len(p) for p in gather_prompts], ids)
-        gathered = _infer_with_processor(teacher, gather, topk.gather_processor(k))
+        gather[topk.GATHER_IDS] = topk.gather_ids([len(p) for p in prompts], ids)
+        with _processor_as_loss(teacher, gather, topk.gather_processor(k)):
+            gathered = teacher.infer_batch(gather)
         values = topk.response_windows(topk.stack_columns(gathered, topk.VALUE_COLUMN, k), response_lens)
         per_token = {name: topk.response_windows(gathered[key], response_lens) for name, key in (
             (topk.TEACHER_ENTROPY, "entropy"), (topk.TEACHER_TOPK_MASS, topk.MASS_COLUMN),
@@ -95,7 +116,7 @@ class RlrtActorRolloutRefWorker(ActorRolloutRefWorker):
             if not scored:
                 rows.append(topk.placeholder_outputs(k, len(responses[i])))
                 continue
-            row = {topk.TOPK_IDS: ids[i].to(torch.int32), topk.TEACHER_TOPK_LOG_PROBS: values[i].to(torch.bfloat16)}
+            row = {topk.TEACHER_TOPK_LOG_PROBS: values[i].to(torch.bfloat16)}
             row.update({name: windows[i].float() for name, windows in per_token.items()})
             rows.append(row)
         return topk.outputs_batch(rows)
@@ -109,10 +130,11 @@ class RlrtActorRolloutRefWorker(ActorRolloutRefWorker):
         return super().update_actor(data)
 
 
-def _infer_with_processor(worker: TrainingWorker, data: TensorDict, processor) -> TensorDict:
-    """``worker.infer_batch(data)`` with ``processor`` as its loss function, called by verl's engine as a logits
-    processor (``distillation_use_topk``) and then as a loss (``compute_loss``); the worker's own loss function is
-    restored after. Under dynamic batch size the token budget is raised to the longest row."""
+@contextmanager
+def _processor_as_loss(worker: TrainingWorker, data: TensorDict, processor) -> Iterator[None]:
+    """Within the block, ``worker`` infers ``data`` with ``processor`` as its loss function, which verl's engine calls
+    as a logits processor (``distillation_use_topk``) and then as a loss (``compute_loss``); the worker's own loss
+    function is restored after. Under dynamic batch size the token budget is raised to the longest row."""
     engine_config = worker.engine_config
     if engine_config.use_dynamic_bsz:
         longest = int(data["input_ids"].offsets().diff().max())
@@ -121,7 +143,7 @@ def _infer_with_processor(worker: TrainingWorker, data: TensorDict, processor) -
     saved = worker.loss_fn
     worker.loss_fn = processor
     try:
-        return worker.infer_batch(data)
+        yield
     finally:
         worker.loss_fn = saved
 
