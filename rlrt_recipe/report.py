@@ -6,17 +6,22 @@ runs of one method (seeds) are averaged, with the sample standard deviation (ddo
 
 Metric names are verl 0.9.1's (``trainer/ppo/metric_utils.py``, ``trainer/ppo/v1/trainer_base.py``):
 ``critic/score/mean`` (reward), ``response_length/mean``, ``actor/entropy``, and for validation
-``val-core/<data_source>/acc/mean@<n>`` (avg@n of the reward's ``acc``); ours are ``rlrt/*``.
+``val-core/<data_source>/acc/mean@<n>`` (avg@n of the reward's ``acc``); ours are ``rlrt/*``. verl logs no
+pass@k: a run directory may hold a ``pass_at_k.json`` (``PASS_AT_K_FILE``) computed from the dumped samples.
+
+The table follows the paper's Tables 1/3: "avg / pass" per benchmark, the six-benchmark mean of avg@16, and the
+relative gain of RLRT's mean over the best baseline's.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from rlrt_recipe.data import EVAL_SOURCES
@@ -24,25 +29,120 @@ from rlrt_recipe.logs import metric_series, read_metrics
 
 Steps = dict[int, dict[str, float]]
 
-# Paper numbers, shipped as found, never checked against the paper itself.
-PAPER_LABEL = "paper (unverified)"
-PAPER_PROVENANCE = (
-    "RLRT paper (arXiv 2605.10781), Qwen3-4B-Base, avg@16, as reported by a secondary source "
-    "(the paper body was not available to us)"
-)
-PAPER_AVG16: dict[str, dict[str, float]] = {
-    "grpo": {"aime24": 15.0, "aime25": 14.4, "aime26": 12.3},
-    "rlsd": {"aime24": 13.3, "aime25": 11.2, "aime26": 9.0},
-    "rlrt": {"aime24": 22.5, "aime25": 18.5, "aime26": 19.8},
+PAPER_LABEL = "paper"
+PAPER_CITATION = "RLRT (arXiv 2605.10781) Table 1 (avg@16) / Table 3 (pass@16)"
+BASE_MODEL = "base_model"  # the untrained backbone: a row of the tables, never a baseline
+# Our backbone recipe name -> the paper's row label.
+PAPER_BACKBONES = {
+    "qwen3_4b_base": "Qwen3-4B-Base",
+    "qwen3_8b_base": "Qwen3-8B-Base",
+    "qwen3_4b_instruct_2507": "Qwen3-4B-Instruct-2507",
+    "qwen3_8b": "Qwen3-8B (thinking off)",
+}
+DEFAULT_BACKBONE = "qwen3_4b_base"
+_PAPER_COLUMNS = ("aime24", "aime25", "aime26", "hmmt26_feb", "amc23", "math500")  # Tables 1/3, left to right
+
+
+def _paper_row(*cells: tuple[float, float]) -> dict[str, tuple[float, float]]:
+    return dict(zip(_PAPER_COLUMNS, cells, strict=True))
+
+
+# {backbone: {method: {data_source: (avg@16, pass@16)}}} in percent, rows in the paper's order; SDPO and SRPO
+# were not run on the base backbones (they collapse there).
+PAPER_TABLES: dict[str, dict[str, dict[str, tuple[float, float]]]] = {
+    "qwen3_4b_base": {
+        "base_model": _paper_row((9.6, 33.3), (6.9, 30.0), (6.5, 16.7), (3.6, 24.2), (43.3, 90.0), (66.8, 92.2)),
+        "grpo": _paper_row((15.0, 40.0), (14.4, 33.3), (12.3, 36.7), (10.0, 27.3), (58.3, 87.5), (80.2, 94.2)),
+        "rlsd": _paper_row((13.3, 40.0), (11.2, 33.3), (9.0, 26.7), (6.2, 27.3), (55.2, 82.5), (77.9, 91.2)),
+        "rlrt": _paper_row((22.5, 50.0), (18.5, 36.7), (19.8, 40.0), (15.9, 33.3), (63.9, 95.0), (83.8, 94.2)),
+    },
+    "qwen3_8b_base": {
+        "base_model": _paper_row((10.4, 33.3), (10.2, 30.3), (9.8, 30.0), (5.3, 30.3), (56.3, 85.0), (74.4, 93.0)),
+        "grpo": _paper_row((19.8, 40.0), (17.5, 36.7), (16.5, 36.7), (11.0, 33.3), (62.5, 90.0), (83.6, 95.4)),
+        "rlsd": _paper_row((17.3, 40.0), (15.0, 33.3), (13.5, 36.7), (8.1, 27.3), (64.2, 87.5), (80.9, 92.4)),
+        "rlrt": _paper_row((27.9, 63.3), (18.8, 50.0), (21.9, 53.3), (15.9, 33.3), (67.3, 97.5), (84.4, 95.6)),
+    },
+    "qwen3_4b_instruct_2507": {
+        "base_model": _paper_row((64.4, 86.7), (47.3, 76.7), (54.0, 83.3), (36.4, 57.6), (94.7, 100.0), (94.1, 97.8)),
+        "grpo": _paper_row((69.4, 93.3), (58.3, 80.0), (62.7, 83.3), (37.9, 60.6), (96.2, 100.0), (94.4, 97.8)),
+        "sdpo": _paper_row((53.1, 83.3), (37.1, 70.0), (42.9, 73.3), (31.6, 45.5), (89.1, 100.0), (91.8, 97.4)),
+        "rlsd": _paper_row((61.5, 90.0), (51.9, 76.7), (58.1, 83.3), (37.1, 51.5), (93.1, 97.5), (94.3, 97.2)),
+        "rlrt": _paper_row((70.4, 90.0), (62.9, 83.3), (67.9, 83.3), (40.2, 66.7), (97.0, 100.0), (94.8, 97.8)),
+    },
+    "qwen3_8b": {
+        "base_model": _paper_row((25.2, 63.3), (20.0, 43.3), (15.4, 50.0), (20.3, 33.3), (67.0, 95.0), (83.7, 95.8)),
+        "grpo": _paper_row((70.2, 86.7), (59.4, 83.3), (62.9, 86.7), (41.7, 66.7), (93.6, 100.0), (94.8, 98.2)),
+        "sdpo": _paper_row((26.9, 63.3), (22.3, 40.0), (14.4, 36.7), (18.6, 30.3), (72.8, 95.0), (82.2, 94.4)),
+        "srpo": _paper_row((15.4, 26.7), (9.8, 26.7), (8.3, 26.7), (9.7, 21.2), (49.2, 77.5), (75.0, 90.2)),
+        "rlsd": _paper_row((65.4, 83.3), (57.9, 83.3), (57.7, 83.3), (39.2, 51.5), (93.6, 100.0), (93.1, 98.2)),
+        "rlrt": _paper_row((70.6, 93.3), (62.9, 86.7), (65.0, 86.7), (43.2, 69.7), (95.5, 100.0), (94.9, 98.2)),
+    },
 }
 BENCHMARKS: tuple[tuple[str, str], ...] = tuple((s.name, s.label) for s in EVAL_SOURCES)
 CURVE_METRICS = ("critic/score/mean", "response_length/mean", "actor/entropy")
-CSV_FIELDS = ("method", "source", "benchmark", "data_source", "avg", "std", "runs")
+CSV_FIELDS = ("method", "source", "benchmark", "data_source", "avg", "std", "runs", "pass", "pass_std", "pass_runs")
+PASS_AT_K_FILE = "pass_at_k.json"
 
 
 def avg_key(data_source: str, n: int = 16) -> str:
     """verl's validation key for avg@n of ``data_source``."""
     return f"val-core/{data_source}/acc/mean@{n}"
+
+
+def _check_backbone(backbone: str) -> None:
+    if backbone not in PAPER_TABLES:
+        raise ValueError(f"unknown backbone {backbone!r}: the paper's tables have {', '.join(PAPER_TABLES)}")
+
+
+def paper_table(backbone: str) -> dict[str, dict[str, tuple[float, float]]]:
+    """The paper's rows for one backbone (our recipe name): ``{method: {data_source: (avg@16, pass@16)}}``."""
+    _check_backbone(backbone)
+    return PAPER_TABLES[backbone]
+
+
+def paper_backbone_label(backbone: str) -> str:
+    """The paper's name of one backbone (our recipe name), e.g. ``Qwen3-8B (thinking off)``."""
+    _check_backbone(backbone)
+    return PAPER_BACKBONES[backbone]
+
+
+def six_benchmark_mean(cells: Mapping[str, float | None]) -> float | None:
+    """The mean over the six benchmarks of Table 1 (``{data_source: value}``); None if any is missing."""
+    values = [cells.get(data_source) for data_source, _ in BENCHMARKS]
+    if any(v is None for v in values):
+        return None
+    return statistics.fmean(values)
+
+
+def relative_gain(method_mean: float, baseline_mean: float) -> float:
+    """Relative gain in percent: 100 · (m − b) / b."""
+    if baseline_mean <= 0:
+        raise ValueError(f"relative gain needs a positive baseline mean, got {baseline_mean}")
+    return 100.0 * (method_mean - baseline_mean) / baseline_mean
+
+
+def trained_baselines(methods: Iterable[str], method: str = "rlrt") -> list[str]:
+    """The methods ``method`` is compared with: every other one but the untrained ``BASE_MODEL`` and ``method``'s own
+    variants (``<method>_*``: the ablations and ε_w sweep runs of reproduce_rlrt_table.sh)."""
+    return [m for m in methods if m not in (method, BASE_MODEL) and not m.startswith(f"{method}_")]
+
+
+def gain_over_best_baseline(
+    means: Mapping[str, float | None], method: str = "rlrt", baselines: Iterable[str] | None = None
+) -> tuple[str, float] | None:
+    """``(best baseline, relative gain in percent)`` of ``method``'s mean over the highest baseline mean.
+
+    ``baselines`` default to every method of ``means`` except ``method`` and ``BASE_MODEL``: the paper's
+    headline gains (+18.0 / +12.0 / +3.4 / +2.2 %) are over its best *trained* baseline (GRPO on every backbone).
+    Baselines without a mean are left out; None when ``method`` or every baseline has none.
+    """
+    if baselines is None:
+        baselines = trained_baselines(means, method)
+    candidates = {b: means[b] for b in baselines if means.get(b) is not None}
+    if means.get(method) is None or not candidates:
+        return None
+    best = max(candidates, key=candidates.__getitem__)
+    return best, relative_gain(means[method], candidates[best])
 
 
 def parse_runs(specs: Sequence[str]) -> dict[str, list[Path]]:
@@ -61,69 +161,168 @@ def load_runs(runs: dict[str, list[str | os.PathLike]]) -> dict[str, list[Steps]
     return {method: [read_metrics(path) for path in paths] for method, paths in runs.items()}
 
 
+def read_pass_at_k(run: str | os.PathLike, k: int = 16) -> dict[str, float]:
+    """``{data_source: pass@k}`` (fractions) from ``<run>/pass_at_k.json``; empty if ``run`` is not a directory
+    holding one. Schema: ``{"n": n, "benchmarks": {data_source: {"problems": P, "samples_per_problem": n,
+    "avg": float, "pass@k": {"16": float, ...}}}, "dump": path}``; a benchmark without pass@k is left out."""
+    path = Path(run) / PASS_AT_K_FILE
+    if not path.is_file():
+        return {}
+    expected = f'expected {{"benchmarks": {{data_source: {{"pass@k": {{"{k}": fraction}}}}}}}}'
+    try:
+        benchmarks = json.loads(path.read_text(encoding="utf-8"))["benchmarks"]
+        values = {ds: entry["pass@k"].get(str(k)) for ds, entry in benchmarks.items()}
+        found = {ds: float(v) for ds, v in values.items() if v is not None}
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path}: not a pass@k file ({err!r}); {expected}") from err
+    for data_source, value in found.items():
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{path}: {data_source} pass@{k} is {value}, expected a fraction in [0, 1]")
+    return found
+
+
+def read_pass_at_k_curves(run: str | os.PathLike) -> dict[str, dict[int, float]]:
+    """``{data_source: {k: pass@k}}`` (fractions, every k the file holds, ascending) from ``<run>/pass_at_k.json``
+    (``read_pass_at_k``'s schema; written with ``--curve`` for every k from 1 to n); an error if there is none."""
+    path = Path(run) / PASS_AT_K_FILE
+    if not path.is_file():
+        raise ValueError(f"no {PASS_AT_K_FILE} in {run}: run scripts/evaluate.sh (CURVE=1) on it first")
+    ks = sorted({int(k) for entry in json.loads(path.read_text(encoding="utf-8"))["benchmarks"].values()
+                 for k in entry["pass@k"]})
+    by_k = {k: read_pass_at_k(run, k) for k in ks}
+    sources = sorted({ds for values in by_k.values() for ds in values})
+    return {ds: {k: by_k[k][ds] for k in ks if ds in by_k[k]} for ds in sources}
+
+
+def plot_pass_at_k(curves: Mapping[str, Mapping[str, Mapping[int, float]]]):
+    """The RLRT paper's Fig. 8: one panel per benchmark, pass@k (percent) against k on a log₂ axis, one line per
+    method; ``curves`` is ``{method: read_pass_at_k_curves(run)}``. Returns the matplotlib ``Figure``."""
+    from matplotlib.figure import Figure
+
+    sources = list(dict.fromkeys(ds for per_method in curves.values() for ds in per_method))
+    fig = Figure(figsize=(5 * max(1, len(sources)), 3.8))
+    axes = fig.subplots(1, max(1, len(sources)), squeeze=False)[0]
+    for ax, data_source in zip(axes, sources):
+        for k, (method, per_method) in enumerate(curves.items()):
+            points = sorted(per_method.get(data_source, {}).items())
+            if points:
+                ax.plot([x for x, _ in points], [100.0 * y for _, y in points], label=method, color=f"C{k}")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("k")
+        ax.set_ylabel("pass@k (%)")
+        ax.set_title(dict(BENCHMARKS).get(data_source, data_source), fontsize=10)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def load_pass_at_k(runs: dict[str, list[str | os.PathLike]], k: int = 16) -> dict[str, list[dict[str, float]]]:
+    """Every run's pass@k: ``{method: [read_pass_at_k(path, k) per run]}``, aligned with ``load_runs``."""
+    return {method: [read_pass_at_k(path, k) for path in paths] for method, paths in runs.items()}
+
+
 def last_value(steps: Steps, key: str) -> float | None:
     """The value of ``key`` at the last step that logged it, or None."""
     _, values = metric_series(steps, key)
     return values[-1] if values else None
 
 
-def _mean_std(values: list[float]) -> tuple[float, float | None]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+def _percent_stats(values: list[float]) -> tuple[float | None, float | None, int]:
+    """Fractions -> (mean, sample std or None for one value, count), in percent; (None, None, 0) if empty."""
+    if not values:
+        return None, None, 0
+    percent = [100.0 * v for v in values]
+    return statistics.fmean(percent), statistics.stdev(percent) if len(percent) > 1 else None, len(percent)
 
 
-def table_rows(method_runs: dict[str, list[Steps]], n: int = 16) -> list[dict[str, object]]:
+def table_rows(
+    method_runs: dict[str, list[Steps]],
+    n: int = 16,
+    backbone: str = DEFAULT_BACKBONE,
+    method_pass: dict[str, list[dict[str, float]]] | None = None,
+) -> list[dict[str, object]]:
     """Long-format rows (``CSV_FIELDS``), percent with the paper's scale: ours per method, then the paper's.
 
-    Each method of ours is followed by its paper row when the paper has one; paper-only methods come
-    last. ``avg``/``std`` are None where nothing was logged (std also for a single run).
+    Ours: avg@n from ``val-core/<data_source>/acc/mean@n`` (last logged value), pass@n from ``method_pass``
+    (``load_pass_at_k``). Each method of ours is followed by its paper row (``backbone``'s table) when the paper
+    has one; paper-only methods come last, in the paper's order. Values are None where nothing was logged
+    (std also for a single run).
     """
+    paper = paper_table(backbone)
+    method_pass = method_pass or {}
     rows: list[dict[str, object]] = []
 
-    def add(method: str, source: str, per_benchmark: dict[str, tuple[float, float | None, int]]) -> None:
+    def add(method: str, source: str, cells: dict[str, tuple[tuple[float | None, float | None, int], ...]]) -> None:
         for data_source, label in BENCHMARKS:
-            avg, std, count = per_benchmark.get(data_source, (None, None, 0))
+            (avg, std, count), (pass_, pass_std, pass_count) = cells[data_source]
             rows.append(
                 {"method": method, "source": source, "benchmark": label, "data_source": data_source,
-                 "avg": avg, "std": std, "runs": count}
+                 "avg": avg, "std": std, "runs": count, "pass": pass_, "pass_std": pass_std, "pass_runs": pass_count}
             )
 
     def add_paper(method: str) -> None:
-        add(method, PAPER_LABEL, {ds: (v, None, 1) for ds, v in PAPER_AVG16[method].items()})
+        add(method, PAPER_LABEL, {ds: ((a, None, 1), (p, None, 1)) for ds, (a, p) in paper[method].items()})
 
     for method, runs in method_runs.items():
+        passes = method_pass.get(method, [])
         ours = {}
         for data_source, _ in BENCHMARKS:
-            values = [v for v in (last_value(steps, avg_key(data_source, n)) for steps in runs) if v is not None]
-            if values:
-                mean, std = _mean_std([100.0 * v for v in values])
-                ours[data_source] = (mean, std, len(values))
+            avgs = [v for v in (last_value(steps, avg_key(data_source, n)) for steps in runs) if v is not None]
+            pass_values = [p[data_source] for p in passes if data_source in p]
+            ours[data_source] = (_percent_stats(avgs), _percent_stats(pass_values))
         add(method, "ours", ours)
-        if method in PAPER_AVG16:
+        if method in paper:
             add_paper(method)
-    for method in PAPER_AVG16:
+    for method in paper:
         if method not in method_runs:
             add_paper(method)
     return rows
 
 
-def _cell(avg: object, std: object) -> str:
-    if avg is None:
+def _group(rows: list[dict[str, object]]) -> dict[tuple[str, str], dict[str, dict[str, object]]]:
+    """``{(method, source): {data_source: row}}``, in row order."""
+    groups: dict[tuple[str, str], dict[str, dict[str, object]]] = {}
+    for row in rows:
+        groups.setdefault((row["method"], row["source"]), {})[row["data_source"]] = row
+    return groups
+
+
+def _number(value: object, std: object = None) -> str:
+    if value is None:
         return "—"
-    return f"{avg:.1f}" if std is None else f"{avg:.1f} ± {std:.1f}"
+    return f"{value:.1f}" if std is None else f"{value:.1f} ± {std:.1f}"
 
 
-def to_markdown(rows: list[dict[str, object]], n: int = 16) -> str:
-    """Wide markdown table: one line per (method, source), one column per benchmark, and the provenance."""
-    header = ["method", "source", *(label for _, label in BENCHMARKS)]
+def _gain_text(means: dict[str, float | None]) -> str:
+    gain = gain_over_best_baseline(means)
+    if gain is None:
+        return "—"
+    best, percent = gain
+    compared = [m for m in trained_baselines(means) if means[m] is not None]
+    return f"{percent:+.1f} % over {best} (compared: {', '.join(compared)})"
+
+
+def to_markdown(rows: list[dict[str, object]], n: int = 16, backbone: str = DEFAULT_BACKBONE) -> str:
+    """Wide markdown table like the paper's Tables 1/3: one line per (method, source), "avg / pass" per
+    benchmark and the six-benchmark mean of avg; then the notes and RLRT's relative gain over the best baseline."""
+    header = ["method", "source", *(label for _, label in BENCHMARKS), "mean"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    keys = list(dict.fromkeys((r["method"], r["source"]) for r in rows))
-    for method, source in keys:
-        cells = {r["data_source"]: _cell(r["avg"], r["std"]) for r in rows if (r["method"], r["source"]) == (method, source)}
-        lines.append("| " + " | ".join([str(method), str(source), *(cells[ds] for ds, _ in BENCHMARKS)]) + " |")
+    order = [data_source for data_source, _ in BENCHMARKS]
+    means: dict[str, dict[str, float | None]] = {}
+    for (method, source), cells in _group(rows).items():
+        mean = six_benchmark_mean({ds: row["avg"] for ds, row in cells.items()})
+        means.setdefault(source, {})[method] = mean
+        text = [f"{_number(r['avg'], r['std'])} / {_number(r['pass'], r['pass_std'])}" for r in map(cells.get, order)]
+        lines.append("| " + " | ".join([str(method), str(source), *text, _number(mean)]) + " |")
     lines += [
         "",
-        f"avg@{n} in percent (`val-core/<data_source>/acc/mean@{n}`, last logged value; mean ± sample std over runs).",
-        f"{PAPER_LABEL}: {PAPER_PROVENANCE}.",
+        f"avg@{n} / pass@{n} in percent. ours: avg@{n} is `val-core/<data_source>/acc/mean@{n}` (last logged value), "
+        f"pass@{n} is from the run directory's {PASS_AT_K_FILE}; mean ± sample std over runs; — where missing.",
+        f"mean: six-benchmark mean of avg@{n} (— if a benchmark is missing).",
+        f"{PAPER_LABEL}: {PAPER_CITATION}, {paper_backbone_label(backbone)}.",
+        "Relative gain of rlrt's mean over the best baseline (every method but rlrt, its rlrt_* variants and "
+        f"{BASE_MODEL}): "
+        f"ours {_gain_text(means.get('ours', {}))}; {PAPER_LABEL} {_gain_text(means.get(PAPER_LABEL, {}))}.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -1,4 +1,5 @@
-"""verl's real main_ppo loop on CPU: two launches of scripts/run_cpu_demo.sh, the second resuming the first.
+"""verl's real main_ppo loop on CPU: two launches of scripts/run_cpu_demo.sh, the second resuming the first, and a
+third that evaluates the second's checkpoint with scripts/evaluate.sh (avg@k and pass@k from verl's validation).
 
 Both run under ``rlrt_sync`` on 2 FSDP ranks, with a tiny random model that has a Qwen3-style chat template,
 the seeded test reward (about half of each group correct) and lr 1e-2, 5 prompts × 4 rollouts per step
@@ -22,14 +23,19 @@ Qwen3 template with thinking on and off. The four methods on one rank are test_e
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 
+import pandas as pd
 import pytest
 
 from rlrt_recipe.logs import launch_files, read_metrics
 from rlrt_recipe.privileged import IDENTITY_TEMPLATE, TEMPLATE_KINDS
 from rlrt_recipe.signals import lambda_at
-from rlrt_recipe.testing.launch import run_cpu_demo
+from rlrt_recipe.testing.data import math_rows
+from rlrt_recipe.testing.launch import ROOT, run_cpu_demo, run_script
 
 pytestmark = pytest.mark.e2e
 
@@ -171,3 +177,74 @@ def test_a_resumed_snapshot_teacher_is_refreshed_from_the_loaded_actor(two_launc
     assert metrics[2]["rlrt/teacher_age_steps"] == 0.0 and "timing_s/teacher_refresh" in metrics[2]
     assert "snapshot teacher refreshed at step 2 (first step of this launch)" in second
     assert "trainer.save_freq=1 not a multiple of rlrt.teacher_sync_steps=2" in second
+
+
+# --- evaluation of launch 2's checkpoint: scripts/evaluate.sh through verl's validation (one more launch) ----------
+
+EVAL_SAMPLES = 4
+
+
+@pytest.fixture(scope="module")
+def evaluation(two_launches, qwen3_model_dir, tmp_path_factory):
+    """scripts/evaluate.sh on the step-2 checkpoint (2 ranks, as saved): verl's val_only pass with 4 sampled responses
+    per problem on 4 problems stored as the ``math500`` benchmark, the seeded test reward; then make_table.py.
+    Returns (eval dir, output, table markdown)."""
+    data_dir = tmp_path_factory.mktemp("eval_data")
+    rows = [{**row, "data_source": "math500"} for row in math_rows(4, seed=2, split="test")]
+    pd.DataFrame(rows).to_parquet(data_dir / "math500.parquet")
+    pd.DataFrame(math_rows(8, seed=3)).to_parquet(data_dir / "train.parquet")
+    eval_dir = tmp_path_factory.mktemp("eval") / "rlrt"
+    env = {"CKPT": str(two_launches[0] / "checkpoints" / "global_step_2"), "METHOD": "rlrt", "DATA_DIR": str(data_dir),
+           "TRAIN_FILE": str(data_dir / "train.parquet"), "BENCHMARKS": "math500", "EVAL_DIR": str(eval_dir),
+           "N_SAMPLES": str(EVAL_SAMPLES), "PASS_K": "1 2 4", "MAX_PROMPT_LENGTH": "64", "EVAL_RESPONSE_LENGTH": "16",
+           "VERL_PLATFORM": "cpu"}
+    overrides = ["+env=cpu", f"actor_rollout_ref.model.path={qwen3_model_dir}", "trainer.n_gpus_per_node=2",
+                 "reward.custom_reward_function.path=pkg://rlrt_recipe.testing.reward",
+                 "reward.custom_reward_function.name=compute_score"]
+    output = run_script("evaluate.sh", overrides, env=env, timeout=900)
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "make_table.py"), "--backbone", "qwen3_4b_base", "--n", str(EVAL_SAMPLES),
+         "--run", f"rlrt={eval_dir}", "--out", str(eval_dir.parent / "table")], capture_output=True, text=True, check=True)
+    return eval_dir, output, (eval_dir.parent / "table.md").read_text()
+
+
+def test_evaluation_reports_avg_and_unbiased_pass_at_k_from_verls_dump(evaluation):
+    """evaluate.sh loads the step-2 checkpoint into verl's validation; pass_at_k.py reads the per-sample dump:
+    avg@4 equals verl's own val-core metric, pass@1 equals avg@4, and pass@k is recomputed by hand from the dump's
+    per-problem correct counts with 1 − C(n−c, k)/C(n, k)."""
+    eval_dir, output, _ = evaluation
+    assert "global_step_2" in output  # verl loaded the training run's step-2 checkpoint
+    result = json.loads((eval_dir / "pass_at_k.json").read_text())
+    bench = result["benchmarks"]["math500"]
+    assert (bench["problems"], bench["samples_per_problem"], result["n"]) == (4, EVAL_SAMPLES, EVAL_SAMPLES)
+    (values,) = read_metrics(eval_dir).values()
+    assert bench["avg"] == pytest.approx(values[f"val-core/math500/acc/mean@{EVAL_SAMPLES}"], abs=1e-9)
+    assert bench["pass@k"]["1"] == pytest.approx(bench["avg"], abs=1e-9)
+    samples = [json.loads(line) for path in sorted((eval_dir / "samples").glob("*.jsonl"))
+               for line in path.read_text().splitlines()]
+    assert len(samples) == 4 * EVAL_SAMPLES
+    correct: dict[str, int] = {}
+    for sample in samples:
+        problem = sample["uid"].rsplit("_", 2)[0]
+        correct[problem] = correct.get(problem, 0) + int(sample["acc"] >= 0.5)
+    assert len(correct) == 4
+    for k in (2, 4):
+        by_hand = sum(1 - math.comb(EVAL_SAMPLES - c, k) / math.comb(EVAL_SAMPLES, k) for c in correct.values()) / 4
+        assert bench["pass@k"][str(k)] == pytest.approx(by_hand, abs=1e-9)
+    assert 0 < bench["avg"] < 1  # the seeded reward marks about half correct
+
+
+def test_evaluation_table_puts_ours_beside_the_papers(evaluation):
+    """make_table.py --n 4: our "avg@4 / pass@4" cell for MATH500 from the evaluation, the five benchmarks not
+    evaluated "— / —", beside the paper's Table 1/3 rows for Qwen3-4B-Base."""
+    eval_dir, _, table = evaluation
+    bench = json.loads((eval_dir / "pass_at_k.json").read_text())["benchmarks"]["math500"]
+    rows = {}
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if line.startswith("| ") and cells[0] not in ("method", "---"):
+            rows[(cells[0], cells[1])] = cells
+    ours = rows[("rlrt", "ours")]
+    assert ours[2:7] == ["— / —"] * 5 and ours[8] == "—"  # the six-benchmark mean needs all six
+    assert ours[7] == f"{100 * bench['avg']:.1f} / {100 * bench['pass@k'][str(EVAL_SAMPLES)]:.1f}"
+    assert rows[("rlrt", "paper")][2] == "22.5 / 50.0"  # RLRT Tables 1/3: Qwen3-4B-Base, AIME24

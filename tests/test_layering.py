@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-FLOOR_1 = ["rlrt_recipe.signals", "rlrt_recipe.privileged", "rlrt_recipe.config", "rlrt_recipe.checks"]
+FLOOR_1 = ["rlrt_recipe.signals", "rlrt_recipe.privileged", "rlrt_recipe.config", "rlrt_recipe.checks", "rlrt_recipe.evaluation"]
 
 
 @pytest.mark.parametrize("module", FLOOR_1)

@@ -293,11 +293,22 @@ def test_script_parses(script):
 def test_reproduce_dry_run_prints_every_command(dry_run_output):
     out, stdout = dry_run_output
     lines = stdout.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["train rlrt", "evaluate rlrt", "table", "curves", "composed configs"]
-    assert f"trainer.default_local_dir={out}/rlrt/checkpoints" in lines[0]
-    assert f"trainer.resume_from_path={out}/rlrt/checkpoints/global_step_7" in lines[1]
-    assert f"--run rlrt={out}/rlrt/eval" in lines[2] and f"--run rlrt={out}/rlrt/train" in lines[3]
+    assert [line.split(":")[0] for line in lines] == [
+        "evaluate base_model", "train rlrt", "evaluate rlrt", "table", "curves", "composed configs"]
+    assert "trainer.resume_mode=disable" in lines[0]  # the untrained backbone: the tables' base-model row
+    assert f"trainer.default_local_dir={out}/rlrt/checkpoints" in lines[1]
+    assert f"trainer.resume_from_path={out}/rlrt/checkpoints/global_step_7" in lines[2]
+    assert "--backbone qwen3_4b_instruct_2507" in lines[3]
+    assert f"--run base_model={out}/base_model/eval --run rlrt={out}/rlrt/eval" in lines[3]
+    assert f"--run rlrt={out}/rlrt/train" in lines[4]
     assert not (out / "rlrt" / "checkpoints").exists()  # nothing ran
+
+
+def _evaluation_config(path: Path):
+    """The command line, the pass@k line and the composed config that evaluate.sh --dry-run prints."""
+    command, pass_at_k, config = path.read_text().split("\n", 2)
+    assert pass_at_k.startswith("pass@k: ")
+    return command, pass_at_k, OmegaConf.create(config)
 
 
 def test_dry_run_composes_through_the_cli(dry_run_output):
@@ -309,12 +320,65 @@ def test_dry_run_composes_through_the_cli(dry_run_output):
     assert train.trainer.n_gpus_per_node == 4
     assert load_rlrt_config(train).eps_w == 0.5
 
-    command, _, config = (out / "dry_run" / "rlrt.eval.txt").read_text().partition("\n")
+    command, pass_at_k, evaluation = _evaluation_config(out / "dry_run" / "rlrt.eval.txt")
     assert "verl.trainer.main_ppo" in command
-    evaluation = OmegaConf.create(config)
     assert evaluation.trainer.val_before_train and evaluation.trainer.val_only
     assert evaluation.trainer.resume_mode == "resume_path"
     assert evaluation.trainer.resume_from_path == f"{out}/rlrt/checkpoints/global_step_7"
+    # evaluation needs no teacher: verl's stock trainer whatever trained the checkpoint (ours)
+    assert evaluation.trainer.v1.trainer_mode == "sync" and evaluation.algorithm.adv_estimator == "grpo"
     val = evaluation.actor_rollout_ref.rollout.val_kwargs
     assert (val.n, val.do_sample, val.temperature, val.top_p, val.top_k) == (16, True, 0.7, 0.8, 20)
+    # RLRT "Evaluation": 38 912 response tokens (the instruct model has 262 144 positions)
+    assert (evaluation.data.max_prompt_length, evaluation.data.max_response_length) == (2048, 38912)
     assert len(evaluation.data.val_files) == 6 and evaluation.trainer.n_gpus_per_node == 4
+    assert evaluation.trainer.validation_data_dir == f"{out}/rlrt/eval/samples"
+    assert f"--dump {out}/rlrt/eval/samples" in pass_at_k and "--k 1 --k 16" in pass_at_k
+    _, _, base = _evaluation_config(out / "dry_run" / "base_model.eval.txt")
+    assert base.trainer.resume_mode == "disable" and base.actor_rollout_ref.model.path == "Qwen/Qwen3-4B-Instruct-2507"
+
+
+def _printed_launches(tmp_path, *args, **env) -> list[str]:
+    """reproduce_rlrt_table.sh --dry-run with COMPOSE=0: the printed launch lines (no config composed)."""
+    full_env = {**os.environ, "PYTHON": sys.executable, "COMPOSE": "0", "OUTPUT_DIR": str(tmp_path),
+                "DATA_DIR": str(tmp_path / "data"), **env}
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "reproduce_rlrt_table.sh"), "--dry-run", *args],
+                         env=full_env, capture_output=True, text=True, timeout=120, check=True)
+    return out.stdout.splitlines()
+
+
+@pytest.mark.parametrize("backbone, methods, response_length", [
+    # RLRT Tables 1/3: the methods per backbone; 38 912 response tokens, capped at 32 768 − 2048 on the base models
+    ("qwen3_4b_base", ["grpo", "rlsd", "rlrt"], 30720),
+    ("qwen3_8b_base", ["grpo", "rlsd", "rlrt"], 30720),
+    ("qwen3_4b_instruct_2507", ["grpo", "sdpo", "rlsd", "rlrt"], 38912),
+    ("qwen3_8b", ["grpo", "sdpo", "srpo", "rlsd", "rlrt"], 38912),
+])
+def test_reproduction_runs_each_backbones_method_set(tmp_path, backbone, methods, response_length):
+    lines = _printed_launches(tmp_path, BACKBONE=backbone)
+    trained = [line.split(":")[0].removeprefix("train ") for line in lines if line.startswith("train ")]
+    evaluated = [line.split(":")[0].removeprefix("evaluate ") for line in lines if line.startswith("evaluate ")]
+    assert trained == methods and evaluated == ["base_model", *methods]
+    assert all(f"data.max_response_length={response_length}" in line for line in lines if line.startswith("evaluate"))
+    assert all(f"method={m} backbone={backbone}" in line for m, line in zip(methods, (
+        line for line in lines if line.startswith("train "))))
+
+
+def test_reproduction_ablations_and_exploration(tmp_path):
+    """The ablations as options (no gate, teacher-up on correct, the ε_w sweep), and --exploration: Qwen3-8B-Base,
+    GRPO, GRPO+EB and RLRT, 256 samples on AIME24 and AIME26, every k of pass@k, the pass@k plot."""
+    lines = _printed_launches(tmp_path, BACKBONE="qwen3_4b_instruct_2507", METHODS="rlrt",
+                              ABLATIONS="rlrt_all rlrt_teacher_up", EPS_W_SWEEP="0.2 1.0", BASE_ROW="0")
+    trained = {line.split(":")[0].removeprefix("train "): line for line in lines if line.startswith("train ")}
+    assert list(trained) == ["rlrt", "rlrt_all", "rlrt_teacher_up", "rlrt_eps_w_0.2", "rlrt_eps_w_1.0"]
+    assert "method=rlrt_all" in trained["rlrt_all"] and "rlrt.eps_w=1.0" in trained["rlrt_eps_w_1.0"]
+    assert "method=rlrt " in trained["rlrt_eps_w_0.2"] and "trainer.experiment_name=rlrt_eps_w_0.2" in trained["rlrt_eps_w_0.2"]
+
+    lines = _printed_launches(tmp_path / "x", "--exploration")
+    trained = [line.split(":")[0].removeprefix("train ") for line in lines if line.startswith("train ")]
+    assert trained == ["grpo", "grpo_eb", "rlrt"]
+    assert all("backbone=qwen3_8b_base" in line for line in lines if line.startswith(("train", "evaluate")))
+    evaluations = [line for line in lines if line.startswith("evaluate ")]
+    assert len(evaluations) == 3 and all("actor_rollout_ref.rollout.val_kwargs.n=256" in e for e in evaluations)
+    assert all("aime24.parquet" in e and "aime26.parquet" in e and "math500" not in e for e in evaluations)
+    assert any(line.startswith("pass@k plot: ") and "plot_pass_at_k.py" in line for line in lines)
