@@ -34,7 +34,12 @@ from rlrt_recipe.privileged import (
     default_privileged_budget,
     validate_templates,
 )
-from rlrt_recipe.signals import DIRECTIONS, GATES, LAMBDA_SCHEDULES, lambda_at
+from rlrt_recipe.signals import DIRECTIONS, lambda_at
+
+# The family in signals also has the gates "negative" and "mixed" and the schedule "warmup_decay"; the estimators do not
+# pass what they need yet (the row uids, a warm-up length; issue 19, part 2), so the config offers only these.
+GATES = ("all", "correct")
+LAMBDA_SCHEDULES = ("constant", "linear_decay")
 
 #: The advantage estimators this package registers with verl, each with the form of its advantage
 #: (docs/methods.md). The one list of method names: registrations, config checks and the per-node probe read it.
@@ -96,8 +101,9 @@ class RlrtConfig:
     ``distill_loss_max_clamp``.
     Entropy bonus (grpo_eb): ``eb_alpha``, ``eb_kappa``.
     Top-K distillation (the sdpo and srpo losses): ``distill_topk``, ``distill_jsd_alpha``, ``distill_is_cap``, ``srpo_beta``.
-    Teacher: ``teacher``, ``context``, ``privileged_templates``, ``max_privileged_prompt_length``,
-    ``sibling_choice``, ``sibling_fallback``, ``sibling_strip_thinking``, ``score_all_rows``, ``preflight_skip``.
+    Teacher: ``teacher``, ``context``, ``privileged_templates``, ``teacher_chat_template_kwargs``,
+    ``max_privileged_prompt_length``, ``sibling_choice``, ``sibling_fallback``, ``sibling_strip_thinking``,
+    ``score_all_rows``, ``preflight_skip``.
     """
 
     correct_threshold: float = 0.5
@@ -152,6 +158,10 @@ class RlrtConfig:
     """Privileged context: answer | solution | rollout; null = the estimator's (rlsd answer, rlrt rollout, else solution)."""
     privileged_templates: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
     """str.format templates per context kind; a partial mapping overrides only the kinds it names."""
+    teacher_chat_template_kwargs: dict[str, Any] | None = None
+    """Chat-template kwargs the teacher prompt is rendered with (e.g. {enable_thinking: true}); null = the student's,
+    data.apply_chat_template_kwargs. When they differ, the student's generation-prompt tail is appended (ours;
+    docs/methods.md, "Privileged context")."""
     max_privileged_prompt_length: int | None = None
     """Teacher prompt budget in tokens; null = max_prompt_length + max_response_length + 256 (rollout), else 2 × max_prompt_length."""
     sibling_choice: str = "random"
@@ -201,6 +211,8 @@ class RlrtConfig:
         _check_positive_int("teacher_sync_steps", self.teacher_sync_steps)
         check_choice("rlrt.context", self.context, CONTEXTS, nullable=True)
         self.privileged_templates = validate_templates(_to_plain_dict(self.privileged_templates))
+        self.teacher_chat_template_kwargs = _check_kwargs("teacher_chat_template_kwargs",
+                                                          self.teacher_chat_template_kwargs)
         _check_positive_int("max_privileged_prompt_length", self.max_privileged_prompt_length, nullable=True)
         check_choice("rlrt.sibling_choice", self.sibling_choice, SIBLING_CHOICES)
         check_choice("rlrt.sibling_fallback", self.sibling_fallback, SIBLING_FALLBACKS)
@@ -303,6 +315,18 @@ def _is_number(value: Any) -> bool:
 def _check_number(key: str, value: Any) -> None:
     if not (_is_number(value) and math.isfinite(value)):
         raise ValueError(f"rlrt.{key} must be a finite number, got {value!r}")
+
+
+def _check_kwargs(key: str, value: Any) -> dict[str, Any] | None:
+    """A mapping of keyword arguments (string keys) as a plain dict, or None."""
+    if isinstance(value, DictConfig):
+        value = OmegaConf.to_container(value, resolve=True)
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"rlrt.{key} must be a mapping of chat-template keyword arguments (e.g. "
+                         f"{{enable_thinking: true}}) or null, got {value!r}")
+    return dict(value)
 
 
 def _check_positive_int(key: str, value: Any, *, nullable: bool = False) -> None:

@@ -14,7 +14,10 @@ The rule, per row i of the batch:
     ``solution``  ``extra_info.solution`` if the row has one, else the answer     (OPSD, grpo_opsd)
     ``rollout``   the text of another correct rollout of the same ``uid`` group   (RLRT; sibling rule)
 - nothing is ever truncated: an answer/solution prompt over ``rlrt.max_privileged_prompt_length`` raises,
-  an over-budget sibling falls back per ``rlrt.sibling_fallback``.
+  an over-budget sibling falls back per ``rlrt.sibling_fallback``;
+- with ``rlrt.teacher_chat_template_kwargs`` other than the student's, the caller appends the student's
+  generation-prompt tail to each rendered teacher prompt (``generation_prompt_tail``) and passes its length
+  here (``appended_tokens``), so the budget counts it.
 
 Every row gets a ``TeacherContext(messages, case)``; ``messages is None`` means "no teacher" (Â = A).
 """
@@ -34,6 +37,7 @@ from rlrt_recipe.checks import check_choice
 
 Messages = list[dict[str, Any]]
 CountTokens = Callable[[Messages], int]
+TokenIds = Sequence[int]
 
 TEMPLATE_KINDS = ("answer", "solution", "rollout")
 DEFAULT_TEMPLATES: dict[str, str] = {
@@ -61,6 +65,7 @@ FALLBACK_REASONS = ("no_sibling", "over_budget")
 
 _THINK_BLOCK = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL)
 _BUDGET_KEY = "rlrt.max_privileged_prompt_length"
+TEACHER_KWARGS_KEY = "rlrt.teacher_chat_template_kwargs"
 
 
 @dataclass(frozen=True)
@@ -199,6 +204,31 @@ def teacher_messages(row: RowInfo, kind: str, text: str, templates: Mapping[str,
     return messages
 
 
+def generation_prompt_tail(student: TokenIds, teacher: TokenIds, *, where: str,
+                           decode: Callable[[TokenIds], str]) -> list[int]:
+    """The student's generation-prompt tail t, with G_S = G_T ‖ t: what the student's generation prompt adds beyond
+    the teacher's (``student`` = G_S, ``teacher`` = G_T, token ids).
+
+    G_k(M) is what ``add_generation_prompt=True`` adds to the render of messages M with chat-template kwargs k (the
+    render without it must be a token prefix of the render with it); both are taken on the row's student messages,
+    S = ``data.apply_chat_template_kwargs``, T = ``rlrt.teacher_chat_template_kwargs``. The teacher prompt ‖ t then
+    ends with G_S, the tokens the student's response follows, so the response's first token is predicted in the
+    same place. Equal generation prompts (always for equal kwargs) give t = []. G_T not a token prefix of G_S (e.g.
+    Qwen3 with the teacher's thinking off and the student's on) cannot be aligned by appending and raises naming
+    ``rlrt.teacher_chat_template_kwargs`` and ``where``; ``decode`` shows the two prompts as text.
+    """
+    student, teacher = list(student), list(teacher)
+    if student[:len(teacher)] != teacher:
+        raise ValueError(
+            f"{where}: the teacher's generation prompt {decode(teacher)!r} ({TEACHER_KWARGS_KEY}) does not begin the "
+            f"student's {decode(student)!r} (data.apply_chat_template_kwargs), so no tokens appended to the teacher "
+            "prompt can make it end as the student's prompt, where the response starts. Use teacher kwargs whose "
+            "generation prompt the student's extends (e.g. Qwen3: enable_thinking=true for the teacher, false for the "
+            f"student), or {TEACHER_KWARGS_KEY}=null (the student's)"
+        )
+    return student[len(teacher):]
+
+
 def strip_thinking(text: str) -> str:
     """``text`` without ``<think>…</think>`` blocks, surrounding whitespace trimmed.
 
@@ -251,15 +281,15 @@ def reference_text(row: RowInfo, kind: str) -> tuple[str, str]:
 
 
 def reference_context(row: RowInfo, kind: str, *, templates: Mapping[str, str], count_tokens: CountTokens,
-                      budget: int) -> TeacherContext:
+                      budget: int, appended: int = 0) -> TeacherContext:
     """The ``answer`` or ``solution`` context of one row (case = the kind actually used, ``reference_text``).
 
     A missing ground truth where the answer is needed (``MissingReference``), or a prompt over ``budget``
-    tokens, raises naming the row.
+    tokens (``appended`` tokens added by the caller included), raises naming the row.
     """
     kind, text = reference_text(row, kind)
     messages = teacher_messages(row, kind, text, templates)
-    n_tokens = count_tokens(messages)
+    n_tokens = count_tokens(messages) + appended
     if n_tokens > budget:
         raise ValueError(f"{row.where()}: the {kind} teacher prompt is {n_tokens} tokens, over "
                          f"{_BUDGET_KEY}={budget}; raise {_BUDGET_KEY} or filter long rows from the dataset "
@@ -281,8 +311,12 @@ def teacher_contexts(
     sibling_choice: str = "random",
     sibling_fallback: str = "none",
     sibling_strip_thinking: bool = False,
+    appended_tokens: Sequence[int] | None = None,
 ) -> list[TeacherContext]:
     """One ``TeacherContext`` per row of the batch; rows with ``scored[i]`` false get ``(None, "unscored")``.
+
+    A row's teacher prompt counts ``count_tokens(messages)`` plus ``appended_tokens[i]`` (the tokens the caller
+    appends to it: the student's generation-prompt tail; none when not given) against ``budget``.
 
     ``context="answer"`` / ``"solution"``: ``reference_context`` for every scored row.
     ``context="rollout"`` (RLRT's sibling rule), per scored row i of ``uid`` group g:
@@ -305,9 +339,13 @@ def teacher_contexts(
     check_choice("context", context, CONTEXTS)
     templates = validate_templates(templates)
     _check_length("scored", scored, rows)
+    appended_tokens = [0] * len(rows) if appended_tokens is None else appended_tokens
+    _check_length("appended_tokens", appended_tokens, rows)
     if context != "rollout":
-        return [reference_context(row, context, templates=templates, count_tokens=count_tokens, budget=budget)
-                if is_scored else TeacherContext(None, "unscored") for row, is_scored in zip(rows, scored)]
+        return [reference_context(row, context, templates=templates, count_tokens=count_tokens, budget=budget,
+                                  appended=appended)
+                if is_scored else TeacherContext(None, "unscored")
+                for row, is_scored, appended in zip(rows, scored, appended_tokens)]
 
     check_choice("rlrt.sibling_choice", sibling_choice, SIBLING_CHOICES)
     check_choice("rlrt.sibling_fallback", sibling_fallback, SIBLING_FALLBACKS)
@@ -337,19 +375,20 @@ def teacher_contexts(
                 else:
                     j = min(candidates, key=lambda c: (len(sibling_texts[c]), c))
                 messages = teacher_messages(rows[i], "rollout", sibling_texts[j], templates)
-                if count_tokens(messages) <= budget:
+                if count_tokens(messages) + appended_tokens[i] <= budget:
                     out[i] = TeacherContext(messages, "sibling", sibling=j)
                     continue
                 reason = "over_budget"
-            out[i] = _fallback(rows[i], sibling_fallback, reason, templates, count_tokens, budget)
+            out[i] = _fallback(rows[i], sibling_fallback, reason, templates, count_tokens, budget, appended_tokens[i])
     return out
 
 
 def _fallback(row: RowInfo, fallback: str, reason: str, templates: Mapping[str, str], count_tokens: CountTokens,
-              budget: int) -> TeacherContext:
+              budget: int, appended: int) -> TeacherContext:
     if fallback == "none":
         return TeacherContext(None, "none", fallback_reason=reason)
-    ctx = reference_context(row, fallback, templates=templates, count_tokens=count_tokens, budget=budget)
+    ctx = reference_context(row, fallback, templates=templates, count_tokens=count_tokens, budget=budget,
+                            appended=appended)
     return TeacherContext(ctx.messages, f"fallback_{ctx.case}", fallback_reason=reason)
 
 

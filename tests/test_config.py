@@ -43,6 +43,11 @@ LENGTHS = dict(max_prompt_length=512, max_response_length=2048)
         ("sibling_fallback", "skip", "rlrt.sibling_fallback must be one of answer, solution, none, got 'skip'"),
         ("sibling_strip_thinking", "yes", "rlrt.sibling_strip_thinking must be true or false, got 'yes'"),
         ("score_all_rows", 1, "rlrt.score_all_rows must be true or false, got 1"),
+        ("teacher_chat_template_kwargs", "enable_thinking=true",
+         "rlrt.teacher_chat_template_kwargs must be a mapping of chat-template keyword arguments (e.g. "
+         "{enable_thinking: true}) or null, got 'enable_thinking=true'"),
+        ("teacher_chat_template_kwargs", ["enable_thinking"], "rlrt.teacher_chat_template_kwargs must be a mapping"),
+        ("teacher_chat_template_kwargs", {1: True}, "rlrt.teacher_chat_template_kwargs must be a mapping"),
         ("privileged_templates", {"answer": "{answer} only"}, "rlrt.privileged_templates.answer"),
         ("privileged_templates", {"hint": "{question}"}, "rlrt.privileged_templates.hint"),
         ("privileged_templates", {"rollout": "{question} {rollout} {x}"}, "rlrt.privileged_templates.rollout"),
@@ -129,6 +134,21 @@ def test_templates_partial_override_and_identity():
     """A partial mapping overrides one kind; the identity template "{question}" is allowed."""
     cfg = RlrtConfig.from_section({"privileged_templates": {"answer": "{question}"}})
     assert cfg.privileged_templates == {**DEFAULT_TEMPLATES, "answer": "{question}"}
+
+
+def test_teacher_chat_template_kwargs_null_or_a_plain_mapping():
+    """Null (the default) means the student's kwargs; a mapping, also an OmegaConf node from the Hydra config, is
+    kept as a plain dict (the renderer compares it with data.apply_chat_template_kwargs) and survives resolution."""
+    assert RlrtConfig().teacher_chat_template_kwargs is None
+    node = OmegaConf.create({"rlrt": {"teacher_chat_template_kwargs": {"enable_thinking": True}}})
+    cfg = RlrtConfig.from_section(node.rlrt)
+    assert cfg.teacher_chat_template_kwargs == {"enable_thinking": True}
+    assert type(cfg.teacher_chat_template_kwargs) is dict
+    direct = RlrtConfig(teacher_chat_template_kwargs=node.rlrt.teacher_chat_template_kwargs)
+    assert type(direct.teacher_chat_template_kwargs) is dict and direct.teacher_chat_template_kwargs == {"enable_thinking": True}
+    assert RlrtConfig(teacher_chat_template_kwargs={}).teacher_chat_template_kwargs == {}
+    resolved = cfg.resolved("rlsd", **LENGTHS)
+    assert resolved.teacher_chat_template_kwargs == {"enable_thinking": True}
 
 
 def test_load_from_full_omegaconf():

@@ -14,6 +14,7 @@ import sys
 
 import pandas as pd
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from transformers import AutoTokenizer
 from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
@@ -24,9 +25,11 @@ from rlrt_recipe.integration.preflight import (
     LISTED_ROWS,
     Problem,
     PromptLengths,
+    TeacherPromptLengths,
     find_unservable_rows,
     format_problems,
 )
+from rlrt_recipe.integration.teacher import PromptRenderer, generation_prompt_tails, teacher_prompt_ids
 from rlrt_recipe.testing import math_rows
 from rlrt_recipe.testing.tiny_model import TinyModelSpec, build_tokenizer
 
@@ -81,10 +84,10 @@ def row_infos(rows):
             for i, r in enumerate(rows)]
 
 
-def check(rows, lengths, *, context="solution", sibling_fallback="answer"):
+def check(rows, lengths, *, context="solution", sibling_fallback="answer", budget=BUDGET, teacher_lengths=None):
     return find_unservable_rows(row_infos(rows), lengths, file=FILE, context=context,
                                 sibling_fallback=sibling_fallback, templates=TEMPLATES, prompt_length=PROMPT_LENGTH,
-                                budget=BUDGET)
+                                budget=budget, teacher_prompt_lengths=teacher_lengths)
 
 
 def report(problems, n_rows, **kw):
@@ -185,6 +188,52 @@ def test_batched_lengths_equal_the_builder_row_by_row(chat_template, chat_kwargs
     ]
     assert lengths.batched
     assert lengths(conversations) == [len(builder.build_initial_tokens(m)) for m in conversations]
+    wheres = [f"row {i}" for i in range(len(conversations))]
+    assert lengths.generation_prompts(conversations, wheres) == [
+        builder.render_delta_token_id(m, [], add_generation_prompt=True) for m in conversations]
+
+
+THINKING_OFF, THINKING_ON = {"enable_thinking": False}, {"enable_thinking": True}
+
+
+def test_teacher_kwargs_lengths_count_the_tail_the_teacher_step_appends():
+    """Issue 19: with the teacher's thinking on and the student's off, the pre-flight measures each teacher prompt as
+    the teacher step builds it (teacher kwargs, then the student's 6-token empty think block), so a budget that
+    the teacher's own render fits but the tail does not is reported."""
+    tokenizer = build_tokenizer(TinyModelSpec(chat_template="qwen3"))
+    student = PromptLengths(tokenizer, hf_model_type="qwen3", chat_template_kwargs=THINKING_OFF, chunk_size=3)
+    teacher = PromptLengths(tokenizer, hf_model_type="qwen3", chat_template_kwargs=THINKING_ON, chunk_size=3)
+    teacher_lengths = TeacherPromptLengths(student, teacher)
+    good = [r for i, (r, _) in enumerate(ROWS) if i not in BAD]
+    infos = row_infos(good)
+    messages = [privileged.teacher_messages(info, *privileged.reference_text(info, "solution"), TEMPLATES)
+                for info in infos]
+    render = PromptRenderer(tokenizer, hf_model_type="qwen3", chat_template_kwargs=THINKING_OFF)
+    render_teacher = PromptRenderer(tokenizer, hf_model_type="qwen3", chat_template_kwargs=THINKING_ON)
+    prompts = [torch.tensor(render(list(info.messages))) for info in infos]
+    tails = generation_prompt_tails(infos, prompts, torch.ones(len(infos), dtype=torch.bool), render, render_teacher,
+                                    tokenizer.decode)
+    sent = [teacher_prompt_ids(m, info, tail, render, render_teacher, tokenizer.decode)
+            for m, info, tail in zip(messages, infos, tails)]
+    assert teacher_lengths(messages, infos) == [len(ids) for ids in sent]
+    assert [len(ids) for ids in sent] == [n + 6 for n in teacher(messages)]
+
+    n = len(sent[0])
+    untailed = check(good, student, budget=n - 1, teacher_lengths=lambda conversations, _: teacher(conversations))
+    assert untailed == []  # the teacher's render alone fits
+    assert check(good, student, budget=n, teacher_lengths=teacher_lengths) == []
+    assert check(good, student, budget=n - 1, teacher_lengths=teacher_lengths) == [
+        Problem(FILE, 0, "tiny", "teacher_over_budget", f"solution teacher prompt is {n} tokens > {n - 1}", n, n - 1)]
+
+
+def test_teacher_thinking_off_student_on_is_refused_before_step_1():
+    """The pre-flight applies the same rule as the teacher step: a teacher generation prompt the student's does not
+    extend is refused at once, naming the key (not reported as a row problem)."""
+    tokenizer = build_tokenizer(TinyModelSpec(chat_template="qwen3"))
+    student = PromptLengths(tokenizer, hf_model_type="qwen3", chat_template_kwargs=THINKING_ON)
+    teacher = PromptLengths(tokenizer, hf_model_type="qwen3", chat_template_kwargs=THINKING_OFF)
+    with pytest.raises(ValueError, match=r"row 0 .*rlrt\.teacher_chat_template_kwargs\) does not begin the student's"):
+        check([r for r, _ in ROWS], student, teacher_lengths=TeacherPromptLengths(student, teacher))
 
 
 # --- the dataset-level hook: verl's RLHFDataset and _init_dataloader ---------------------------------------
@@ -257,6 +306,22 @@ def test_verl_dataset_keeps_exactly_the_good_rows_with_preflight_skip(tiny_model
     seen = sorted(int(i) for batch in trainer.train_dataloader for i in batch["index"])
     assert seen == good
     assert f"rlrt pre-flight: dropped {len(BAD)} of {len(ROWS)} training rows, {len(good)} left" in capsys.readouterr().out
+
+
+def test_verl_dataset_preflight_renders_the_teacher_with_its_own_kwargs(qwen3_model_dir, bad_data_dir):
+    """Guards the wiring of rlrt.teacher_chat_template_kwargs into the pre-flight of verl's training set (and its
+    Hydra override): the over-budget solution row's teacher prompt is measured with the teacher's kwargs plus the
+    student's generation-prompt tail."""
+    with pytest.raises(ValueError) as err:
+        init_dataloader(qwen3_model_dir, bad_data_dir, "+data.apply_chat_template_kwargs.enable_thinking=false",
+                        "+rlrt.teacher_chat_template_kwargs={enable_thinking:true}")
+    tokenizer = AutoTokenizer.from_pretrained(qwen3_model_dir)
+    builder = create_continuous_token_builder(tokenizer, hf_model_type="qwen2", chat_template_kwargs=THINKING_ON)
+    info = row_infos([r for r, _ in ROWS])[2]
+    n = len(builder.build_initial_tokens(privileged.teacher_messages(info, "solution", LONG_SOLUTION, TEMPLATES))) + 6
+    text = str(err.value)
+    assert text.startswith("rlrt pre-flight: 5 of 8 training rows cannot be served")
+    assert f"row 2 (data_source='tiny'): solution teacher prompt is {n} tokens > {BUDGET}" in text
 
 
 def test_grpo_without_teacher_runs_no_preflight(tiny_model_dir, bad_data_dir):

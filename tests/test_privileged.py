@@ -16,6 +16,7 @@ from rlrt_recipe.privileged import (
     TeacherContext,
     case_counts,
     default_privileged_budget,
+    generation_prompt_tail,
     leak_cue_rate,
     reference_context,
     strip_thinking,
@@ -345,6 +346,47 @@ def test_over_budget_sibling_falls_back_and_an_over_budget_fallback_raises():
     with pytest.raises(ValueError, match=r"row 0 .*the answer teacher prompt is \d+ tokens, over "
                                          r"rlrt\.max_privileged_prompt_length=20"):
         rollout(rows, correct, texts, budget=20, sibling_fallback="answer")
+
+
+def test_appended_tokens_count_in_the_budget():
+    """The student's generation-prompt tail the caller appends counts against the budget: a sibling that fits
+    alone falls back with it, an answer prompt that fits alone raises with it (the tail is never dropped)."""
+    rows, correct, texts = group([True, True], texts=["x" * 50, "ok"])
+    sibling_len = chars(teacher_messages(rows[0], "rollout", "ok", DEFAULT_TEMPLATES))
+    fits = rollout(rows, correct, texts, budget=sibling_len, sibling_fallback="none")
+    assert fits[0].case == "sibling"
+    tailed = rollout(rows, correct, texts, budget=sibling_len, sibling_fallback="none", appended_tokens=[1, 0])
+    assert (tailed[0].case, tailed[0].fallback_reason) == ("none", "over_budget")
+    r = row(2, question="x" * 10)
+    n = chars(teacher_messages(r, "answer", "2", DEFAULT_TEMPLATES))
+    assert teacher_contexts([r], context="answer", scored=[True], count_tokens=chars, budget=n)[0].case == "answer"
+    with pytest.raises(ValueError, match=rf"row 2 .*the answer teacher prompt is {n + 3} tokens, over "
+                                         rf"rlrt\.max_privileged_prompt_length={n}"):
+        teacher_contexts([r], context="answer", scored=[True], count_tokens=chars, budget=n, appended_tokens=[3])
+    with pytest.raises(ValueError, match="`appended_tokens` has 2 entries for a batch of 1 rows"):
+        teacher_contexts([r], context="answer", scored=[True], count_tokens=chars, budget=n, appended_tokens=[0, 0])
+
+
+def _ids_as_text(ids):
+    return " ".join(map(str, ids))
+
+
+@pytest.mark.parametrize("student, teacher, tail", [
+    ([1, 2, 3, 4], [1, 2], [3, 4]),  # the student's generation prompt extends the teacher's: its rest
+    ([1, 2], [1, 2], []),  # equal generation prompts (equal kwargs): nothing appended
+    ([1, 2], [], [1, 2]),  # a template with no generation prompt for the teacher: all of the student's
+])
+def test_generation_prompt_tail_is_what_the_students_adds(student, teacher, tail):
+    assert generation_prompt_tail(student, teacher, where="row 0", decode=_ids_as_text) == tail
+
+
+@pytest.mark.parametrize("student, teacher", [([1, 2], [1, 2, 3, 4]), ([1, 5, 3], [1, 2])])
+def test_generation_prompt_tail_refuses_what_appending_cannot_align(student, teacher):
+    """The teacher's generation prompt longer than the student's (teacher thinking off, student on) or diverging
+    from it: no appended tokens make the teacher prompt end as the student's; the error names the key and both."""
+    with pytest.raises(ValueError, match=r"row 7: the teacher's generation prompt '1 2.*' \(rlrt\.teacher_chat_template"
+                                         r"_kwargs\) does not begin the student's '1 .*' \(data\.apply_chat_template"):
+        generation_prompt_tail(student, teacher, where="row 7", decode=_ids_as_text)
 
 
 def test_incorrect_rows():

@@ -1,5 +1,6 @@
 """The teacher step's pure pieces, each on its own (the whole step with the tiny model's forward is
-test_teacher_step.py): row selection, sibling and probe rows, the teacher batch, the metrics, the renderer."""
+test_teacher_step.py): row selection, sibling and probe rows, the teacher batch, the metrics, the renderer, the
+generation-prompt tail of separate teacher chat-template kwargs."""
 
 import pytest
 import torch
@@ -13,11 +14,13 @@ from rlrt_recipe.integration.teacher import (
     PromptRenderer,
     TeacherBatchLayout,
     build_teacher_batch,
+    generation_prompt_tails,
     leak_probe_rows,
     row_infos,
     select_rows,
     sibling_rows,
     teacher_metrics,
+    teacher_prompt_ids,
 )
 
 UIDS = ["a", "a", "b", "b", "c", "c"]
@@ -138,3 +141,56 @@ def test_prompt_renderer_matches_the_chat_template_and_caches(tiny_model_dir):
     assert render(messages) is render(messages)  # cached within a step
     render.clear()
     assert render(messages) == list(expected)
+
+
+def _qwen3_renderer(tokenizer, **chat_kwargs):
+    return PromptRenderer(tokenizer, hf_model_type="qwen3", chat_template_kwargs=chat_kwargs)
+
+
+def test_generation_prompt_is_what_add_generation_prompt_adds(qwen3_model_dir):
+    """G(M) of the Qwen3-style template: the assistant header, plus the empty think block with thinking off; a
+    system turn or an earlier assistant turn does not change it."""
+    tokenizer = AutoTokenizer.from_pretrained(qwen3_model_dir)
+    header, block = tokenizer.encode("<|im_start|>assistant\n"), tokenizer.encode("<think>\n\n</think>\n\n")
+    conversations = [
+        [{"role": "user", "content": "What is 2 + 3?"}],
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "1+1?"},
+         {"role": "assistant", "content": "<think>easy</think>\n2"}, {"role": "user", "content": "and 2+2?"}],
+    ]
+    for messages in conversations:
+        assert _qwen3_renderer(tokenizer, enable_thinking=True).generation_prompt(messages, where="x") == header
+        assert _qwen3_renderer(tokenizer, enable_thinking=False).generation_prompt(messages, where="x") == header + block
+        assert _qwen3_renderer(tokenizer).generation_prompt(messages, where="x") == header  # the template's default
+
+
+def test_generation_prompt_tails_and_teacher_prompt_ids(qwen3_model_dir):
+    """The tail is taken for the wanted rows only, and the teacher prompt (thinking on) plus the tail is the student's
+    prompt (thinking off) for the same messages; with the student's renderer there is no tail and the teacher prompt
+    is the render itself (the cached list, as before the key existed)."""
+    tokenizer = AutoTokenizer.from_pretrained(qwen3_model_dir)
+    student, teacher = _qwen3_renderer(tokenizer, enable_thinking=False), _qwen3_renderer(tokenizer, enable_thinking=True)
+    rows = [privileged.RowInfo(i, "tiny", "u", ({"role": "user", "content": f"What is {i} + 1?"},), str(i + 1))
+            for i in range(3)]
+    prompts = [torch.tensor(student(list(row.messages))) for row in rows]
+    wanted = torch.tensor([True, False, True])
+    tails = generation_prompt_tails(rows, prompts, wanted, student, teacher, tokenizer.decode)
+    block = tokenizer.encode("<think>\n\n</think>\n\n")
+    assert tails == [block, [], block]
+    for i in (0, 2):
+        assert teacher_prompt_ids(list(rows[i].messages), rows[i], tails[i], student, teacher,
+                                  tokenizer.decode) == prompts[i].tolist()
+    assert generation_prompt_tails(rows, prompts, wanted, student, student, tokenizer.decode) == [[], [], []]
+    ids = teacher_prompt_ids(list(rows[0].messages), rows[0], [], student, student, tokenizer.decode)
+    assert ids is student(list(rows[0].messages))
+
+
+def test_a_stored_prompt_without_the_students_generation_prompt_is_refused(qwen3_model_dir):
+    """The tail is what the student's response follows, so the stored prompt must end with G_S: one rendered with
+    other kwargs than data.apply_chat_template_kwargs is refused, naming the row and the key."""
+    tokenizer = AutoTokenizer.from_pretrained(qwen3_model_dir)
+    student, teacher = _qwen3_renderer(tokenizer, enable_thinking=False), _qwen3_renderer(tokenizer, enable_thinking=True)
+    row = privileged.RowInfo(4, "tiny", "u4", ({"role": "user", "content": "What is 2 + 3?"},), "5")
+    stored = torch.tensor(teacher(list(row.messages)))  # thinking on: no empty think block
+    with pytest.raises(ValueError, match=r"row 4 .*the student prompt ends with .*not with the generation prompt "
+                                         r".*rlrt\.teacher_chat_template_kwargs"):
+        generation_prompt_tails([row], [stored], torch.tensor([True]), student, teacher, tokenizer.decode)

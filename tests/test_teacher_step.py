@@ -53,10 +53,12 @@ class WorkerGroupStandIn:
 
 
 def _stored_batch(model, tokenizer, *, scores, response_lens, uids, n_padding=0, ground_truths=ANSWERS,
-                  solutions=None):
-    """What tq.kv_batch_get returns for a real step: prompts from verl's token builder, sampled-like responses
-    ending in EOS, old log-probs from the same model, verl-style padding rows copying row 0's columns."""
-    builder = create_continuous_token_builder(tokenizer, hf_model_type="qwen2", chat_template_kwargs={})
+                  solutions=None, hf_model_type="qwen2", chat_kwargs=None):
+    """What tq.kv_batch_get returns for a real step: prompts from verl's token builder (with the student's
+    ``chat_kwargs``), sampled-like responses ending in EOS, old log-probs from the same model, verl-style padding
+    rows copying row 0's columns."""
+    builder = create_continuous_token_builder(tokenizer, hf_model_type=hf_model_type,
+                                              chat_template_kwargs=chat_kwargs or {})
     gen = torch.Generator().manual_seed(1)
     n_real = len(scores)
     raw, prompts, responses, old, rm = [], [], [], [], []
@@ -102,13 +104,16 @@ def _stored_batch(model, tokenizer, *, scores, response_lens, uids, n_padding=0,
     return data, [i >= n_real for i in range(n)]
 
 
-def _step(tokenizer, estimator="rlsd", layout=None, **cfg):
+def _step(tokenizer, estimator="rlsd", layout=None, *, hf_model_type="qwen2", chat_kwargs=None, **cfg):
+    """The teacher step as the trainer builds it (``_build_teacher_step``): the rlrt keys ``cfg``, the student's
+    ``chat_kwargs`` (data.apply_chat_template_kwargs) and rlrt.teacher_chat_template_kwargs passed on."""
     rlrt_cfg = RlrtConfig.from_section(cfg).resolved(estimator, max_prompt_length=PROMPT_LENGTH, max_response_length=16)
     return TeacherStep(
-        rlrt_cfg=rlrt_cfg, adv_estimator=estimator, tokenizer=tokenizer, hf_model_type="qwen2",
-        chat_template_kwargs={}, prompt_length=PROMPT_LENGTH,
+        rlrt_cfg=rlrt_cfg, adv_estimator=estimator, tokenizer=tokenizer, hf_model_type=hf_model_type,
+        chat_template_kwargs=chat_kwargs or {}, prompt_length=PROMPT_LENGTH,
         layout=layout or TeacherBatchLayout(dp_size=1, micro_batch_size_per_gpu=1, max_token_len_per_gpu=None,
                                             temperature=1.0),
+        teacher_chat_template_kwargs=rlrt_cfg.teacher_chat_template_kwargs,
     )
 
 
@@ -147,6 +152,92 @@ def test_identity_template_gives_zero_gap(model_and_tokenizer):
     assert fields["has_teacher"].all()
     for tau, s in zip(fields["teacher_log_probs"].unbind(), data["old_log_probs"].unbind()):
         assert_close(tau, s, atol=1e-5, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def qwen3_model_and_tokenizer(qwen3_model_dir):
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(qwen3_model_dir, torch_dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(qwen3_model_dir)
+
+
+IDENTITY = {"solution": "{question}", "answer": "{question}"}
+THINKING_OFF, THINKING_ON = {"enable_thinking": False}, {"enable_thinking": True}
+
+
+def test_teacher_thinking_on_student_off_gets_the_students_tail_and_zero_gap(qwen3_model_and_tokenizer):
+    """Issue 19 (OPSD #10, #16): a thinking teacher for a non-thinking Qwen3 student. With the identity template the
+    teacher prompt, rendered with enable_thinking=true and followed by the student's generation-prompt tail (its
+    empty think block), is the student's prompt token for token, so τ = s on every response token. Without the
+    tail the first response token is predicted in another place and Δ is clearly non-zero: the test can fail."""
+    model, tokenizer = qwen3_model_and_tokenizer
+    data, padding = _stored_batch(model, tokenizer, **MIXED, hf_model_type="qwen3", chat_kwargs=THINKING_OFF)
+    wg = WorkerGroupStandIn(model)
+    step = _step(tokenizer, "opsd", hf_model_type="qwen3", chat_kwargs=THINKING_OFF,
+                 teacher_chat_template_kwargs=THINKING_ON, privileged_templates=IDENTITY)
+    fields, metrics = step.run(data, padding, step=1, compute_log_prob=wg.compute_log_prob)
+    assert fields["has_teacher"].all()
+    stored = data["prompts"].unbind()
+    sent = wg.calls[0]["prompts"].unbind()
+    empty_think_block = tokenizer.encode("<think>\n\n</think>\n\n")
+    for i, (tau, s) in enumerate(zip(fields["teacher_log_probs"].unbind(), data["old_log_probs"].unbind())):
+        assert sent[i].tolist() == stored[i].tolist()
+        assert stored[i].tolist()[-len(empty_think_block):] == empty_think_block
+        assert (tau - s).abs().max() <= 1e-5
+        # the same teacher prompt without the tail: the response follows "<|im_start|>assistant\n" directly
+        untailed = tokenizer.apply_chat_template(list(data["raw_prompt"][i]), add_generation_prompt=True,
+                                                 tokenize=True, return_dict=False, **THINKING_ON)
+        assert list(untailed) + empty_think_block == stored[i].tolist()
+        ids = torch.cat([torch.tensor(list(untailed)), data["responses"].unbind()[i]])
+        untailed_tau = _sequence_log_probs(model, ids)[len(untailed) - 1 : len(ids) - 1]
+        assert (untailed_tau - s).abs().max() > 1e-3, i  # 100 × the tolerance (a random tiny model: ~0.03 nats)
+    assert metrics["rlrt/teacher_token_ratio"] == pytest.approx(1.0)
+
+
+def test_equal_teacher_kwargs_give_todays_teacher_prompts(qwen3_model_and_tokenizer):
+    """rlrt.teacher_chat_template_kwargs equal to the student's is the same run as null: the same teacher prompt ids
+    and τ bit for bit, and the teacher renders with the student's renderer (no tail, no second render)."""
+    model, tokenizer = qwen3_model_and_tokenizer
+    data, padding = _stored_batch(model, tokenizer, **MIXED, hf_model_type="qwen3", chat_kwargs=THINKING_OFF)
+    runs = []
+    for teacher_kwargs in (None, dict(THINKING_OFF)):
+        wg = WorkerGroupStandIn(model)
+        step = _step(tokenizer, "rlsd", hf_model_type="qwen3", chat_kwargs=THINKING_OFF,
+                     teacher_chat_template_kwargs=teacher_kwargs)
+        assert step.render_teacher is step.render
+        fields, _ = step.run(data, padding, step=1, compute_log_prob=wg.compute_log_prob)
+        runs.append(([p.tolist() for p in wg.calls[0]["input_ids"].unbind()], fields["teacher_log_probs"].unbind()))
+    (ids_null, tau_null), (ids_equal, tau_equal) = runs
+    assert ids_null == ids_equal
+    assert all(torch.equal(a, b) for a, b in zip(tau_null, tau_equal))
+
+
+def test_the_tail_counts_in_the_teacher_budget(qwen3_model_and_tokenizer):
+    """The budget counts the teacher prompt as it is sent, tail included: a budget that fits the teacher's own render
+    but not its tail is an over-budget answer context."""
+    model, tokenizer = qwen3_model_and_tokenizer
+    data, padding = _stored_batch(model, tokenizer, **MIXED, hf_model_type="qwen3", chat_kwargs=THINKING_OFF)
+    student_lens = [len(p) for p in data["prompts"].unbind()]
+    settings = dict(hf_model_type="qwen3", chat_kwargs=THINKING_OFF, teacher_chat_template_kwargs=THINKING_ON,
+                    privileged_templates=IDENTITY)
+    fits = _step(tokenizer, "opsd", max_privileged_prompt_length=max(student_lens), **settings)
+    fits.run(data, padding, 1, WorkerGroupStandIn(model).compute_log_prob)
+    with pytest.raises(ValueError, match=rf"row \d .*is {max(student_lens)} tokens, over "
+                                         rf"rlrt\.max_privileged_prompt_length={max(student_lens) - 1}"):
+        _step(tokenizer, "opsd", max_privileged_prompt_length=max(student_lens) - 1, **settings).run(
+            data, padding, 1, WorkerGroupStandIn(model).compute_log_prob)
+
+
+def test_teacher_thinking_off_student_on_is_refused_naming_the_key(qwen3_model_and_tokenizer):
+    """The student's response opens a thinking block the teacher's generation prompt has closed: no tail can align
+    them, so the step refuses, naming rlrt.teacher_chat_template_kwargs and both generation prompts."""
+    model, tokenizer = qwen3_model_and_tokenizer
+    data, padding = _stored_batch(model, tokenizer, **MIXED, hf_model_type="qwen3", chat_kwargs=THINKING_ON)
+    step = _step(tokenizer, "opsd", hf_model_type="qwen3", chat_kwargs=THINKING_ON,
+                 teacher_chat_template_kwargs=THINKING_OFF)
+    with pytest.raises(ValueError, match=r"row 0 .*generation prompt '<\|im_start\|>assistant\\n<think>.*"
+                                         r"rlrt\.teacher_chat_template_kwargs\) does not begin the student's"):
+        step.run(data, padding, 1, WorkerGroupStandIn(model).compute_log_prob)
 
 
 def test_padding_rows_never_scored_or_counted_and_dp_padding(model_and_tokenizer):

@@ -4,15 +4,16 @@ The teacher step raises at step N, hours into a run, for the first row of a batc
 left-truncated (over ``actor_rollout_ref.rollout.prompt_length``, where the agent loop cuts), whose
 answer/solution teacher prompt is over ``rlrt.max_privileged_prompt_length``, or that lacks the ground truth
 (or solution) its context needs. The pre-flight renders every row's student prompt and its reference teacher
-prompt the way the teacher step does (verl's continuous-token builder, the same chat-template kwargs,
+prompt the way the teacher step does (verl's continuous-token builder, the same chat-template kwargs — the
+teacher's ``rlrt.teacher_chat_template_kwargs`` plus the student's generation-prompt tail when they differ —,
 ``privileged.reference_text`` and the config's templates) and either raises one error listing every such row,
 or, with ``rlrt.preflight_skip=true``, drops them from the training set before verl builds the sampler.
 
 The ``rollout`` context's sibling text is a response of the step and cannot be checked here; its
 ``rlrt.sibling_fallback`` context is (with ``sibling_fallback=none`` only the student prompt is).
 
-``find_unservable_rows`` and ``format_problems`` are pure; ``PromptLengths`` wraps verl's builder; the
-trainer calls ``preflight_train_dataset`` once, on verl's ``RLHFDataset``.
+``find_unservable_rows`` and ``format_problems`` are pure; ``PromptLengths`` wraps verl's builder and
+``TeacherPromptLengths`` adds the tail; the trainer calls ``preflight_train_dataset`` once, on verl's ``RLHFDataset``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token
 
 from rlrt_recipe import privileged
 from rlrt_recipe.config import RlrtConfig
-from rlrt_recipe.integration.teacher import chat_template_kwargs
+from rlrt_recipe.integration.teacher import chat_template_kwargs, generation_prompt, resolved_teacher_kwargs
 
 logger = logging.getLogger("rlrt_recipe")
 
@@ -40,6 +41,9 @@ SINGLE_TURN_AGENT = "single_turn_agent"
 Messages = privileged.Messages
 #: Prompt lengths in tokens of a batch of chat message lists, as the agent loop renders them.
 PromptLengthsFn = Callable[[Sequence[Messages]], list[int]]
+#: Teacher prompt lengths in tokens of a batch of teacher message lists and their rows, as the teacher step renders
+#: them (the rows give the student messages the generation-prompt tail is taken from).
+TeacherPromptLengthsFn = Callable[[Sequence[Messages], Sequence[privileged.RowInfo]], list[int]]
 
 #: Why a row cannot be served, in the order the report lists them.
 PROBLEM_KINDS = ("student_truncated", "teacher_over_budget", "missing_reference")
@@ -85,11 +89,13 @@ def find_unservable_rows(
     templates: Mapping[str, str],
     prompt_length: int,
     budget: int,
+    teacher_prompt_lengths: TeacherPromptLengthsFn | None = None,
 ) -> list[Problem]:
     """Every problem of every row, sorted by row: a student prompt over ``prompt_length`` tokens, a reference
     teacher prompt over ``budget`` tokens, a missing (null, NaN, blank) or unusable reference text.
 
-    ``prompt_lengths`` is called twice (student prompts, then teacher prompts), each time on the whole batch.
+    ``prompt_lengths`` measures the student prompts, then the teacher prompts unless ``teacher_prompt_lengths``
+    (separate teacher chat-template kwargs: ``TeacherPromptLengths``) is given; each is called once on the batch.
     """
     problems = [
         Problem(file, row.index, row.data_source, "student_truncated", f"student prompt is {n} tokens > {prompt_length}",
@@ -107,7 +113,9 @@ def find_unservable_rows(
                 continue
             teacher_rows.append((row, used))
             teacher_messages.append(privileged.teacher_messages(row, used, text, templates))
-        for (row, used), n in zip(teacher_rows, prompt_lengths(teacher_messages)):
+        teacher_lengths = (prompt_lengths(teacher_messages) if teacher_prompt_lengths is None
+                           else teacher_prompt_lengths(teacher_messages, [row for row, _ in teacher_rows]))
+        for (row, used), n in zip(teacher_rows, teacher_lengths):
             if n > budget:
                 problems.append(Problem(file, row.index, row.data_source, "teacher_over_budget",
                                         f"{used} teacher prompt is {n} tokens > {budget}", n, budget))
@@ -162,19 +170,65 @@ class PromptLengths:
         if not self.batched:
             return [len(self.builder.build_initial_tokens(list(m))) for m in conversations]
         lengths: list[int] = []
-        for start in range(0, len(conversations), self.chunk_size):
-            chunk = [list(m) for m in conversations[start:start + self.chunk_size]]
+        for _, chunk in self._chunks(conversations):
             try:
-                ids = self.builder.tokenizer.apply_chat_template(
-                    chunk, tokenize=True, add_generation_prompt=True, tools=None, return_dict=False,
-                    **self.builder.chat_template_kwargs,
-                )
+                ids = self._render(chunk, add_generation_prompt=True)
             except TemplateError:
                 # A template that needs a user message (Qwen3.5) rejects a row without one; the builder
                 # renders such rows with a dummy prefix (verl's apply_chat_template), so ask it row by row.
                 ids = [self.builder.build_initial_tokens(m) for m in chunk]
             lengths.extend(len(x) for x in ids)
         return lengths
+
+    def generation_prompts(self, conversations: Sequence[Messages], wheres: Sequence[str]) -> list[list[int]]:
+        """G(M) of each conversation (``teacher.generation_prompt``: what the generation prompt adds), batched like
+        the lengths: each chunk rendered with and without the generation prompt. A row the batched renders do not
+        diff (or a builder they do not reproduce) goes to ``generation_prompt`` row by row, which diffs or refuses
+        naming ``wheres[i]``."""
+        if not self.batched:
+            return [generation_prompt(self.builder, m, where=w) for m, w in zip(conversations, wheres)]
+        prompts: list[list[int]] = []
+        for start, chunk in self._chunks(conversations):
+            try:
+                fulls = self._render(chunk, add_generation_prompt=True)
+                bodies = self._render(chunk, add_generation_prompt=False)
+            except TemplateError:
+                fulls = bodies = None
+            for k, messages in enumerate(chunk):
+                if fulls is not None and list(fulls[k][:len(bodies[k])]) == list(bodies[k]):
+                    prompts.append(list(fulls[k][len(bodies[k]):]))
+                else:
+                    prompts.append(generation_prompt(self.builder, messages, where=wheres[start + k]))
+        return prompts
+
+    def _chunks(self, conversations: Sequence[Messages]) -> list[tuple[int, list[Messages]]]:
+        """(position of the first, the conversations) per chunk of ``chunk_size``."""
+        return [(start, [list(m) for m in conversations[start:start + self.chunk_size]])
+                for start in range(0, len(conversations), self.chunk_size)]
+
+    def _render(self, chunk: Sequence[Messages], *, add_generation_prompt: bool) -> list[list[int]]:
+        return self.builder.tokenizer.apply_chat_template(
+            list(chunk), tokenize=True, add_generation_prompt=add_generation_prompt, tools=None, return_dict=False,
+            **self.builder.chat_template_kwargs,
+        )
+
+
+class TeacherPromptLengths:
+    """Teacher prompt lengths in tokens as the teacher step renders them under ``rlrt.teacher_chat_template_kwargs``:
+    the teacher messages measured with the teacher's kwargs (``teacher``), plus each row's student generation-prompt
+    tail (``privileged.generation_prompt_tail`` of G_S and G_T, both on the row's student messages). A pair of kwargs
+    whose generation prompts the rule cannot align is refused at the first row, naming the key."""
+
+    def __init__(self, student: PromptLengths, teacher: PromptLengths):
+        self.student, self.teacher = student, teacher
+
+    def __call__(self, conversations: Sequence[Messages], rows: Sequence[privileged.RowInfo]) -> list[int]:
+        student_messages, wheres = [list(row.messages) for row in rows], [row.where() for row in rows]
+        decode = self.teacher.builder.tokenizer.decode
+        tails = [privileged.generation_prompt_tail(student, teacher, where=where, decode=decode)
+                 for student, teacher, where in zip(self.student.generation_prompts(student_messages, wheres),
+                                                    self.teacher.generation_prompts(student_messages, wheres), wheres)]
+        return [n + len(tail) for n, tail in zip(self.teacher(conversations), tails)]
 
 
 def dataset_rows(dataframe: Any, prompt_key: str) -> list[privileged.RowInfo]:
@@ -226,9 +280,13 @@ def preflight_train_dataset(dataset: Any, *, config: Any, rlrt_cfg: RlrtConfig, 
                     budget=rlrt_cfg.max_privileged_prompt_length)
     check_agent_names(dataset.dataframe, files)
     rows = dataset_rows(dataset.dataframe, dataset.prompt_key)
-    lengths = PromptLengths(tokenizer, hf_model_type=hf_model_type, chat_template_kwargs=chat_template_kwargs(data))
+    student_kwargs = chat_template_kwargs(data)
+    teacher_kwargs = resolved_teacher_kwargs(student_kwargs, rlrt_cfg.teacher_chat_template_kwargs)
+    lengths = PromptLengths(tokenizer, hf_model_type=hf_model_type, chat_template_kwargs=student_kwargs)
+    teacher_lengths = None if teacher_kwargs == student_kwargs else TeacherPromptLengths(
+        lengths, PromptLengths(tokenizer, hf_model_type=hf_model_type, chat_template_kwargs=teacher_kwargs))
     problems = find_unservable_rows(rows, lengths, file=" + ".join(files), templates=rlrt_cfg.privileged_templates,
-                                    **settings)
+                                    teacher_prompt_lengths=teacher_lengths, **settings)
     seconds = time.perf_counter() - start
     if not problems:
         logger.info("rlrt pre-flight: all %d training rows servable (%.1f s)", len(rows), seconds)

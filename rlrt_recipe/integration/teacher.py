@@ -4,8 +4,10 @@ Once per training step, after verl's old log-probs s:
 1. re-render every real row's student prompt with verl's continuous-token builder and check it equals the
    stored ``prompts`` (verl silently left-truncates over-long prompts; a mismatch would misalign τ);
 2. choose the rows whose advantage depends on τ and build their teacher messages (``privileged.py``);
-3. tokenise them with the same builder (same chat template, generation prefix and thinking tags), append
-   the student's response ids unchanged, pad the batch to the data-parallel multiple with minimal rows;
+3. tokenise them with the same builder (same chat template, generation prefix and thinking tags; with
+   ``rlrt.teacher_chat_template_kwargs`` the teacher's kwargs and then the student's generation-prompt tail,
+   ``privileged.generation_prompt_tail``), append the student's response ids unchanged, pad the batch to the
+   data-parallel multiple with minimal rows;
 4. score them in one ``compute_log_prob`` call on the actor worker group (the current FSDP shards, no
    second copy of the weights) and slice the response window from the end of each row, so τ_t aligns token
    for token with s_t;
@@ -22,12 +24,13 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from jinja2 import TemplateError
 from omegaconf import OmegaConf
 from tensordict import TensorDict
 from verl.utils import tensordict_utils as tu
@@ -81,10 +84,11 @@ class TeacherBatchLayout:
 
 class PromptRenderer:
     """Prompt ids of chat messages with the generation prefix, as verl's agent loop renders them (verl's
-    continuous-token builder: the model's chat template, ``data.apply_chat_template_kwargs``, thinking tags).
+    continuous-token builder: the model's chat template, ``data.apply_chat_template_kwargs`` — for the teacher's
+    renderer ``rlrt.teacher_chat_template_kwargs`` —, thinking tags).
 
-    Renders are cached until ``clear()``: within a step the budget check and the teacher batch render the same
-    messages.
+    Renders (and generation prompts) are cached until ``clear()``: within a step the budget check and the teacher
+    batch render the same messages, and the rollouts of one prompt share its generation prompt.
     """
 
     def __init__(self, tokenizer: Any, *, hf_model_type: str | None, chat_template_kwargs: dict[str, Any]):
@@ -92,6 +96,7 @@ class PromptRenderer:
             tokenizer, hf_model_type=hf_model_type, chat_template_kwargs=chat_template_kwargs
         )
         self._cache: dict[str, list[int]] = {}
+        self._generation_prompts: dict[str, list[int]] = {}
 
     def __call__(self, messages: privileged.Messages) -> list[int]:
         key = json.dumps(messages, sort_keys=True, default=str)
@@ -102,14 +107,45 @@ class PromptRenderer:
     def count_tokens(self, messages: privileged.Messages) -> int:
         return len(self(messages))
 
+    def generation_prompt(self, messages: privileged.Messages, *, where: str) -> list[int]:
+        """G(M) of ``messages`` (``generation_prompt``)."""
+        key = json.dumps(messages, sort_keys=True, default=str)
+        if key not in self._generation_prompts:
+            self._generation_prompts[key] = generation_prompt(self.builder, messages, where=where)
+        return self._generation_prompts[key]
+
     def clear(self) -> None:
         self._cache.clear()
+        self._generation_prompts.clear()
 
 
 def chat_template_kwargs(data_config: Any) -> dict[str, Any]:
     """``data.apply_chat_template_kwargs`` as a plain dict ({} when unset): what the agent loop renders with."""
     kwargs = data_config.get("apply_chat_template_kwargs", None)
     return OmegaConf.to_container(kwargs, resolve=True) if kwargs is not None else {}
+
+
+def resolved_teacher_kwargs(student: Mapping[str, Any], teacher: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The kwargs the teacher prompt is rendered with: ``rlrt.teacher_chat_template_kwargs`` (``teacher``), or the
+    student's ``data.apply_chat_template_kwargs`` when it is null."""
+    return dict(student if teacher is None else teacher)
+
+
+def generation_prompt(builder: Any, messages: privileged.Messages, *, where: str) -> list[int]:
+    """G(M): the tokens ``add_generation_prompt=True`` adds to the render of ``messages`` without it, with the
+    builder's chat template and kwargs (verl's suffix diff, ``render_delta_token_id``, the way the builder renders
+    appended turns). A render without the generation prompt that is not a token prefix of the render with it, or a
+    template that cannot render without one, is refused naming ``rlrt.teacher_chat_template_kwargs`` (which is
+    what needs G) and ``where``."""
+    try:
+        return list(builder.render_delta_token_id(list(messages), [], add_generation_prompt=True))
+    except (ValueError, TemplateError) as err:
+        raise ValueError(
+            f"{where}: cannot take the generation prompt of the chat template with kwargs "
+            f"{builder.chat_template_kwargs} ({err}); {privileged.TEACHER_KWARGS_KEY} needs it to append the "
+            f"student's generation-prompt tail to the teacher prompt. Set {privileged.TEACHER_KWARGS_KEY}=null "
+            "(the student's kwargs)"
+        ) from err
 
 
 # ---------------------------------------------------------------------------------------------- pure pieces
@@ -221,6 +257,52 @@ def decode(tokenizer: Any, responses: Sequence[torch.Tensor], wanted: Sequence[i
     return texts
 
 
+def generation_prompt_tails(rows: Sequence[privileged.RowInfo], prompts: Sequence[torch.Tensor], wanted: torch.Tensor,
+                            render: PromptRenderer, render_teacher: PromptRenderer,
+                            decode: Callable[[Sequence[int]], str]) -> list[list[int]]:
+    """Per row, the student's generation-prompt tail its teacher prompt gets (``privileged.generation_prompt_tail``
+    of G_S and G_T, both on the row's student messages): [] for rows not ``wanted``, and for every row when the
+    teacher renders with the student's renderer (equal kwargs: no extra render, teacher prompts as before). The
+    stored student prompt must end with G_S (the tail is what the response follows)."""
+    if render_teacher is render:
+        return [[] for _ in rows]
+    tails: list[list[int]] = []
+    for row, prompt, is_wanted in zip(rows, prompts, wanted.tolist()):
+        if not is_wanted:
+            tails.append([])
+            continue
+        student = render.generation_prompt(list(row.messages), where=row.where())
+        _check_ends_with(prompt.tolist(), student, "student", row, decode)
+        teacher = render_teacher.generation_prompt(list(row.messages), where=row.where())
+        tails.append(privileged.generation_prompt_tail(student, teacher, where=row.where(), decode=decode))
+    return tails
+
+
+def teacher_prompt_ids(messages: privileged.Messages, row: privileged.RowInfo, tail: list[int],
+                       render: PromptRenderer, render_teacher: PromptRenderer,
+                       decode: Callable[[Sequence[int]], str]) -> list[int]:
+    """The teacher prompt of ``row``: its teacher ``messages`` rendered with the teacher's kwargs, then ``tail``
+    (``generation_prompt_tails``). The render must end with G_T of the row's student messages, the generation
+    prompt the tail extends; with equal kwargs it is the render alone."""
+    ids = render_teacher(messages)
+    if render_teacher is render:
+        return ids
+    _check_ends_with(ids, render_teacher.generation_prompt(list(row.messages), where=row.where()), "teacher", row,
+                     decode)
+    return ids + tail
+
+
+def _check_ends_with(ids: list[int], suffix: list[int], whose: str, row: privileged.RowInfo,
+                     decode: Callable[[Sequence[int]], str]) -> None:
+    if ids[len(ids) - len(suffix):] != suffix:
+        raise ValueError(
+            f"{row.where()}: the {whose} prompt ends with {decode(ids[-len(suffix) - 8:])!r}, not with the generation "
+            f"prompt {decode(suffix)!r} of the {whose}'s chat-template kwargs, so {privileged.TEACHER_KWARGS_KEY} "
+            f"cannot align the teacher prompt with the student's. Set {privileged.TEACHER_KWARGS_KEY}=null (the "
+            "student's kwargs)"
+        )
+
+
 def build_teacher_batch(prompt_ids: Sequence[list[int]], response_ids: Sequence[torch.Tensor],
                         layout: TeacherBatchLayout, pad_id: int) -> TensorDict:
     """The ``compute_log_prob`` input (verl's NO_PADDING layout): rows ``prompt ‖ response``, the response mask
@@ -320,11 +402,15 @@ class TeacherStep:
     def __init__(self, *, rlrt_cfg: RlrtConfig, adv_estimator: str, tokenizer: Any, hf_model_type: str | None,
                  chat_template_kwargs: dict[str, Any], prompt_length: int, layout: TeacherBatchLayout,
                  algorithm_config: Any = None, use_kl_in_reward: bool = False,
-                 eos_token_ids: Collection[int] | None = None, loss_mode: str = "vanilla"):
+                 eos_token_ids: Collection[int] | None = None, loss_mode: str = "vanilla",
+                 teacher_chat_template_kwargs: dict[str, Any] | None = None):
         self.cfg = rlrt_cfg
         self.adv_estimator = adv_estimator
         self.tokenizer = tokenizer
         self.render = PromptRenderer(tokenizer, hf_model_type=hf_model_type, chat_template_kwargs=chat_template_kwargs)
+        teacher_kwargs = resolved_teacher_kwargs(chat_template_kwargs, teacher_chat_template_kwargs)
+        self.render_teacher = self.render if teacher_kwargs == dict(chat_template_kwargs) else PromptRenderer(
+            tokenizer, hf_model_type=hf_model_type, chat_template_kwargs=teacher_kwargs)
         self.prompt_length = prompt_length
         self.layout = layout
         self.algorithm_config = algorithm_config
@@ -342,6 +428,7 @@ class TeacherStep:
         teacher rows are scored by one ``compute_log_prob`` call, or by ``score_rows`` when given."""
         cfg, timing = self.cfg, {}
         self.render.clear()
+        self.render_teacher.clear()
         n = len(is_padding)
         real = torch.tensor([not p for p in is_padding], dtype=torch.bool)  # [B]
         with simple_timer("rows", timing):
@@ -363,17 +450,22 @@ class TeacherStep:
         with simple_timer("decode", timing):
             texts = decode(self.tokenizer, responses, sibling_rows(uids, candidates, scored, self.context) + probe)
         with simple_timer("contexts", timing):  # renders every sibling prompt for its length budget
+            tails = generation_prompt_tails(rows, prompts, scored, self.render, self.render_teacher,
+                                            self.tokenizer.decode)
             contexts = privileged.teacher_contexts(
-                rows, context=self.context, scored=scored.tolist(), count_tokens=self.render.count_tokens,
+                rows, context=self.context, scored=scored.tolist(), count_tokens=self.render_teacher.count_tokens,
                 budget=cfg.max_privileged_prompt_length, templates=cfg.privileged_templates,
                 sibling_candidates=candidates.tolist(), texts=texts, step=step, sibling_choice=cfg.sibling_choice,
                 sibling_fallback=cfg.sibling_fallback, sibling_strip_thinking=cfg.sibling_strip_thinking,
+                appended_tokens=[len(tail) for tail in tails],
             )
         teacher_rows = [i for i, ctx in enumerate(contexts) if ctx.messages is not None]
         teacher_prompts, scored_log_probs, rows_sent = [], [], 0
         if teacher_rows:  # no batch and no call when no row needs τ (e.g. once λ = 0)
             with simple_timer("batch", timing):
-                teacher_prompts = [self.render(contexts[i].messages) for i in teacher_rows]
+                teacher_prompts = [teacher_prompt_ids(contexts[i].messages, rows[i], tails[i], self.render,
+                                                      self.render_teacher, self.tokenizer.decode)
+                                   for i in teacher_rows]
                 if score_rows is None:
                     teacher_responses = [responses[i] for i in teacher_rows]
                     batch = build_teacher_batch(teacher_prompts, teacher_responses, self.layout, self.pad_id)

@@ -315,6 +315,7 @@ class RlrtSyncTrainer(PPOTrainerSync):
             prompt_length=int(rollout.prompt_length), layout=layout, algorithm_config=self.config.algorithm,
             use_kl_in_reward=bool(self.config.algorithm.use_kl_in_reward),
             eos_token_ids=eos_token_ids(self.tokenizer, self.generation_config), loss_mode=self.loss_mode,
+            teacher_chat_template_kwargs=self.rlrt_cfg.teacher_chat_template_kwargs,
         )
 
     def _compute_old_log_prob(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
