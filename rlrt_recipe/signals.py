@@ -8,9 +8,14 @@ Symbols, per rollout i of a prompt's group and response position t:
     λ_k    mixing weight at verl's 1-based global step k;  ε_w  clip of the token weight
     H_t    the policy's token entropy (GRPO+EB);  α, κ  its bonus scale and cap
 
-    w_t = clip( exp(d · sign(A) · Δ_t), 1 − ε_w, 1 + ε_w )
-    Â_t = A · ((1 − λ_k) + λ_k · w_t)   for rows with a teacher that pass the gate, else A
-    Â_t = A + min(α · sg(H_t), |A| / κ)  GRPO+EB (Cheng et al.)
+The token-weight family (``family_advantages``; RLSD, RLRT, their ablations and grpo_opsd are presets of it):
+    w_t = clip( exp(d · sign(A) · Δ_t), low_i, high_i )   box per row: (1 − ε_w, 1 + ε_w), or CAST's by correctness
+    m_t = 1 + S_t · λ_k · (G_t · w_t − 1)                 G_t ∈ [g_min, 1] the teacher's confidence, or 1
+    Â_t = A · m_t + S_t · λ_add · g(Δ_t)                  g = Δ (grpo_opsd) or AntiSD's −½(softplus(Δ) − log 2)
+    S_t = S_row,i · S_tok,t ∈ {0, 1}                      a gate on rows (all | correct | negative | mixed), a span
+                                                          on tokens (all | thinking | answer)
+GRPO+EB (Cheng et al.):
+    Â_t = A + min(α · sg(H_t), |A| / κ)
 
 Conventions shared by every function here: tensors are ``[B, T]`` (``correct`` and ``has_teacher`` are
 bool ``[B]``), tensor arguments come first and scalars are keyword-only; ``mask`` may be bool, int or
@@ -22,12 +27,20 @@ there, NaN and inf included. A non-finite Δ or H at a response position raises 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
 DIRECTIONS = (1, -1)
-GATES = ("all", "correct")
-LAMBDA_SCHEDULES = ("constant", "linear_decay")
+#: Row gates S_row: every row with a teacher, the correct ones, those with A < 0 (the official RLSD code's
+#: ``negative_only``), or those whose group holds both a correct and an incorrect rollout (CAST's mixed groups).
+GATES = ("all", "correct", "negative", "mixed")
+LAMBDA_SCHEDULES = ("constant", "linear_decay", "warmup_decay")
+#: Token spans S_tok: every response token, the thinking span, or what follows it.
+SPANS = ("all", "thinking", "answer")
+#: Additive terms g(Δ): grpo_opsd's Δ, AntiSD's bounded −½(softplus(Δ) − log 2).
+ADDITIVE_TERMS = ("delta", "antisd")
 
 
 def privileged_gain(teacher_log_probs: torch.Tensor, old_log_probs: torch.Tensor) -> torch.Tensor:
@@ -42,16 +55,23 @@ def token_weights(
     _check_direction(direction)
     _check_eps_w(eps_w)
     response = _response_positions(mask, like=delta)  # [B, T] bool
-    return _clipped_weights(_finite_delta(delta, response), adv, response, direction, eps_w)
+    adv = torch.where(response, adv.float(), 0.0)  # [B, T]
+    return _clipped_weights(_finite_delta(delta, response), adv, direction, 1.0 - eps_w, 1.0 + eps_w)  # [B, T]
 
 
 def _clipped_weights(
-    delta: torch.Tensor, adv: torch.Tensor, response: torch.Tensor, direction: int, eps_w: float
+    delta: torch.Tensor, adv: torch.Tensor, direction: int, low: float | torch.Tensor, high: float | torch.Tensor
 ) -> torch.Tensor:
-    """token_weights on a checked Δ (finite, 0 off the response). Where sign(A) = 0 or off the response the
-    exponent is exactly 0, so w = exp(0) = 1 there."""
-    sign = torch.where(response, torch.sign(adv.float()), 0.0)  # [B, T], 0 off the response
-    return _unclipped_weights(delta, sign, direction).clamp(1.0 - eps_w, 1.0 + eps_w)  # [B, T]
+    """w_t = clip(exp(d · sign(A) · Δ_t), low, high) on a checked Δ (0 off the response); where A = 0 the exponent is
+    exactly 0 and w = 1 (low ≤ 1 ≤ high), off the response too when A is 0 there. ``low``/``high``: floats or [B, 1].
+
+    Computed in place in one [B, T] buffer: sign(A), ±1 or 0, makes every product exact, so the value is the same as
+    exp((d · sign(A)) · Δ_t) bit for bit.
+    """
+    exponent = torch.sign(adv)  # [B, T]
+    if direction == -1:
+        exponent.neg_()
+    return exponent.mul_(delta).exp_().clamp_(low, high)  # [B, T]
 
 
 def _unclipped_weights(delta: torch.Tensor, sign: torch.Tensor, direction: int) -> torch.Tensor:
@@ -70,27 +90,26 @@ def reweighted_advantages(
     gate: str,
     lam: float,
     eps_w: float,
+    group: torch.Tensor | Sequence[str] | None = None,
 ) -> torch.Tensor:
     """Â_t = A · ((1 − λ) + λ · w_t) on rows with a teacher that pass the gate, Â_t = A elsewhere, 0 off mask.
 
-    Written as A + A · λ · (w_t − 1), the same value, so that λ = 0 or w_t = 1 (τ = s) return A bit for bit.
-    ``gate="correct"`` reweights only rows with ``correct``; ``gate="all"`` every row with a teacher.
+    The family's preset for rlrt and rlsd: S_row = ``selected_rows(gate, …)``, every token, the symmetric box
+    (1 − ε_w, 1 + ε_w), no confidence factor, no additive term. ``gate="negative"`` reads the sign of the row's
+    summed A (as the official RLSD code's ``negative_only``); ``gate="mixed"`` needs ``group`` (the rows' uids).
     """
     if gate not in GATES:
         raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
-    _check_lambda(lam)
-    _check_direction(direction)
-    _check_eps_w(eps_w)
-    response = _response_positions(mask, like=delta)  # [B, T]
-    for name, flags in (("correct", correct), ("has_teacher", has_teacher)):
-        if flags.shape != delta.shape[:1]:
-            raise ValueError(f"{name} must be a bool [B] tensor with B = {delta.shape[0]}, got {tuple(flags.shape)}")
-    weight = _clipped_weights(_finite_delta(delta, response), adv, response, direction, eps_w)  # [B, T]
-    adv = torch.where(response, adv.float(), 0.0)  # [B, T]
-    reweighted_rows = has_teacher.bool() & (correct.bool() if gate == "correct" else True)  # [B]
-    # A·((1 − λ) + λ·w) written as A + A·λ·(w − 1): the same value, and exactly A when λ = 0 or w = 1 (τ = s).
-    reweighted = adv + adv * (lam * (weight - 1.0))  # [B, T]; 0 off the response
-    return torch.where(reweighted_rows[:, None], reweighted, adv)  # [B, T]
+    adv_sign = None
+    if gate == "negative":
+        response = _response_positions(mask, like=delta)  # [B, T]
+        adv_sign = torch.where(response, adv.float(), 0.0).sum(dim=1).sign()  # [B]
+    _check_flags("has_teacher", has_teacher, delta.shape[0])
+    rows = selected_rows(gate, correct=correct, has_teacher=has_teacher, adv_sign=adv_sign, group=group)  # [B]
+    low, high = clip_box(correct, eps_w=eps_w)  # [B] each
+    return family_advantages(
+        delta, adv, mask, rows=rows, tokens=None, direction=direction, low=low, high=high, lam=lam, confidence=None
+    )  # [B, T]
 
 
 def opsd_advantages(
@@ -99,16 +118,332 @@ def opsd_advantages(
     """Sampled-token OPSD: Â_t = Δ_t; with ``adv`` and ``beta`` (grpo_opsd): Â_t = A + β · Δ_t; 0 off mask.
 
     Δ_t as an advantage is the score-function gradient that lowers KL(π_θ ‖ π_T) on the student's own tokens.
+    grpo_opsd is the family's preset with every row and token selected, λ = 0, λ_add = β and g = Δ; opsd is that
+    preset at A = 0, β = 1, which is Δ itself.
     """
     if (adv is None) != (beta is None):
         raise ValueError("opsd_advantages takes adv and beta together (grpo_opsd) or neither (opsd)")
-    response = _response_positions(mask, like=delta)  # [B, T]
-    delta = _finite_delta(delta, response)  # [B, T]
     if adv is None:
-        return delta
+        return _finite_delta(delta, _response_positions(mask, like=delta))  # [B, T]
     if not math.isfinite(beta):
         raise ValueError(f"beta must be finite, got {beta}")
-    return torch.where(response, adv.float() + beta * delta, 0.0)  # [B, T]
+    rows = torch.ones(delta.shape[0], dtype=torch.bool)  # [B]
+    box = torch.ones(delta.shape[0])  # [B]: with λ = 0 the weight is never formed; (1, 1) is a valid box
+    return family_advantages(
+        delta, adv, mask, rows=rows, tokens=None, direction=1, low=box, high=box, lam=0.0, confidence=None,
+        lam_add=beta, additive="delta",
+    )  # [B, T]
+
+
+# ---------------------------------------------------------------- the token-weight family and its pieces
+
+
+def family_advantages(
+    delta: torch.Tensor,
+    adv: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    rows: torch.Tensor,
+    tokens: torch.Tensor | None,
+    direction: int,
+    low: torch.Tensor,
+    high: torch.Tensor,
+    lam: float,
+    confidence: torch.Tensor | None,
+    lam_add: float = 0.0,
+    additive: str | None = None,
+) -> torch.Tensor:
+    """Â_t = A · m_t + S_t · λ_add · g(Δ_t),  m_t = 1 + S_t · λ · (G_t · w_t − 1),
+    w_t = clip(exp(d · sign(A) · Δ_t), low_i, high_i);  0 off the mask.
+
+    S_t = ``rows`` [B] (S_row, e.g. ``selected_rows``) and ``tokens`` [B, T] (S_tok, e.g. ``span_mask``; None = every
+    token); ``low``/``high`` [B] the row's box (``clip_box``); ``confidence`` [B, T] G_t ∈ [0, 1]
+    (``teacher_confidence``; None = 1); ``additive`` in ADDITIVE_TERMS or None (no additive term, ``lam_add`` must be 0).
+
+    S_t = 0, or λ = 0 with λ_add = 0, gives Â_t = A bit for bit: the reweighted value is only selected with
+    ``torch.where``, and at λ = 0 it is never formed. Written as A + A · λ · (G·w − 1), the same value as
+    A · ((1 − λ) + λ · G · w), so that w = 1 (τ = s) also returns A.
+    Sign: for λ ∈ [0, 1], low ≥ 0 and G ≥ 0, m_t = (1 − λ) + λ · G_t · w_t ≥ 1 − λ · (1 − G_min · low_i) ≥ 0
+    (G_min the smallest G_t), so with λ_add = 0, A · Â_t ≥ 0 and |Â_t| ≥ (1 − λ · (1 − G_min · low_i)) · |A|:
+    the sign of A is kept when λ · (1 − G_min · low_i) < 1, i.e. unless λ = 1 and G_min · low_i = 0.
+    An additive term can flip it.
+    """
+    _check_direction(direction)
+    _check_lambda(lam)
+    if additive is not None and additive not in ADDITIVE_TERMS:
+        raise ValueError(f"additive must be one of {ADDITIVE_TERMS} or None, got {additive!r}")
+    if not math.isfinite(lam_add) or (additive is None and lam_add != 0.0):
+        raise ValueError(
+            f"lam_add must be finite, and 0 without an additive term; got {lam_add} with additive={additive!r}"
+        )
+    response = _response_positions(mask, like=delta)  # [B, T]
+    batch = delta.shape[0]
+    _check_flags("rows", rows, batch)
+    low, high = _checked_box(low, high, batch)  # floats, or [B, 1] when the rows' boxes differ
+    delta = _finite_delta(delta, response)  # [B, T], 0 off the response
+    adv = adv.float()  # [B, T]; off the response it may hold anything: the last torch.where sets 0 there
+    selected = rows.bool()[:, None]  # [B, 1] S_row; S_t needs no AND with the mask, for the same reason
+    if tokens is not None:
+        if tokens.shape != delta.shape:
+            raise ValueError(
+                f"tokens must be a bool [B, T] tensor like delta {tuple(delta.shape)}, got {tuple(tokens.shape)}"
+            )
+        selected = tokens.bool() & selected  # [B, T] S_t
+    every = tokens is None and bool(rows.all())  # S_t = 1 everywhere: selecting would copy the buffer onto itself
+    if confidence is not None:
+        _check_confidence(confidence, response)
+    # Every step below writes into a [B, T] buffer this call allocated (A, the caller's, is only read): on CPU a fresh
+    # [B, T] tensor costs more in page faults than the arithmetic on it (scripts/bench_signals.py).
+    adv_hat = adv  # [B, T]
+    if lam != 0.0:
+        weight = _clipped_weights(delta, adv, direction, low, high)  # [B, T]
+        if confidence is not None:
+            weight.mul_(confidence.float())  # G_t · w_t
+        # A + A · (λ · (G·w − 1)): the operations as written, in the weight's buffer.
+        reweighted = weight.sub_(1.0).mul_(lam).mul_(adv).add_(adv)  # [B, T]
+        adv_hat = reweighted if every else torch.where(selected, reweighted, adv, out=reweighted)  # [B, T]
+    if additive is not None and lam_add != 0.0:
+        term = additive_term(delta, additive=additive).mul(lam_add).add_(adv_hat)  # [B, T]: λ_add · g(Δ_t) + Â_t
+        adv_hat = term if every else torch.where(selected, term, adv_hat, out=term)  # [B, T]
+    zero = torch.zeros((), dtype=adv_hat.dtype)  # where(..., out=) takes no Python scalar
+    return torch.where(response, adv_hat, zero, out=None if adv_hat is adv else adv_hat)  # [B, T]
+
+
+def selected_rows(
+    gate: str,
+    *,
+    correct: torch.Tensor,
+    has_teacher: torch.Tensor,
+    adv_sign: torch.Tensor | None = None,
+    group: torch.Tensor | Sequence[str] | None = None,
+) -> torch.Tensor:
+    """S_row [B] bool: which rows the family reweights. Every gate requires ``has_teacher``, then
+    "all": nothing more;  "correct": ``correct``;  "negative": ``adv_sign`` < 0 (the sign of the row's A; the official
+    RLSD code's ``negative_only``);  "mixed": the row's ``group`` holds both a correct and an incorrect row.
+
+    ``group`` [B] is the group of each row: integer ids, or the uid strings verl passes as ``index``. Every row given
+    counts as a group member, so a caller with padding rows (never correct) gives them groups of their own.
+    """
+    if gate not in GATES:
+        raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
+    batch = has_teacher.numel()
+    _check_flags("has_teacher", has_teacher, batch)
+    _check_flags("correct", correct, batch)
+    rows = has_teacher.bool()  # [B]
+    if gate == "correct":
+        return rows & correct.bool()
+    if gate == "negative":
+        if adv_sign is None or adv_sign.shape != (batch,):
+            raise ValueError(f"gate 'negative' needs adv_sign, the sign of each row's A as a [{batch}] tensor")
+        return rows & (adv_sign < 0)
+    if gate == "mixed":
+        ids = _group_ids(group, batch)  # [B], 0 … n_groups − 1
+        members = torch.bincount(ids)  # [n_groups]
+        correct_members = torch.bincount(ids, weights=correct.float())  # [n_groups]
+        mixed = (correct_members > 0) & (correct_members < members)  # [n_groups]
+        return rows & mixed[ids]
+    return rows
+
+
+def _group_ids(group: torch.Tensor | Sequence[str] | None, batch: int) -> torch.Tensor:
+    """Dense group ids 0 … n_groups − 1, [B] int64, from integer ids or uid strings."""
+    if group is None:
+        raise ValueError("gate 'mixed' needs group: each row's group index (ints) or uid (strings)")
+    if len(group) != batch:
+        raise ValueError(f"group must hold one entry per row ({batch}), got {len(group)}")
+    if isinstance(group, torch.Tensor):
+        if group.dim() != 1 or group.is_floating_point() or group.dtype == torch.bool:
+            raise ValueError(f"a group tensor must be [B] integer ids, got {group.dtype} of shape {tuple(group.shape)}")
+        return torch.unique(group, return_inverse=True)[1]
+    first_seen: dict = {}
+    return torch.tensor([first_seen.setdefault(uid, len(first_seen)) for uid in group], dtype=torch.long)
+
+
+def span_mask(
+    response_ids: torch.Tensor | Sequence[torch.Tensor],
+    mask: torch.Tensor | None = None,
+    *,
+    span: str,
+    open_ids: Sequence[int],
+    close_ids: Sequence[int],
+) -> torch.Tensor:
+    """S_tok [B, T] bool: the response tokens a span covers (``SPANS``). A tag is a sequence of token ids (the
+    caller tokenizes ``<think>``/``</think>``; multi-token tags work), matched on consecutive response tokens.
+        "all":      every response token;
+        "thinking": the tokens strictly between the FIRST open tag and the next close tag after it, to the end of
+                    the response when unclosed, none without an open tag. Empty ``open_ids`` opens the span at the
+                    first response token (templates that put the open tag in the prompt, e.g. Qwen3-2507 thinking);
+        "answer":   the tokens strictly after the FIRST close tag (wherever the open tag is); every token without one.
+    The tags themselves and the tokens before the open tag belong to neither span.
+
+    ``response_ids``: a [B, T] id tensor with its ``mask`` (nonzero = response token; a tag must lie on response
+    tokens), or a list of B 1-D id tensors (no mask), then T = the longest. Unlike the official RLSD code's
+    ``_build_thought_span_mask``, which marks every <thought>…</thought> span, "thinking" is the first span only.
+    """
+    if span not in SPANS:
+        raise ValueError(f"span must be one of {SPANS}, got {span!r}")
+    ids, valid = _padded_ids(response_ids, mask)  # [B, T] int64, [B, T] bool
+    if span == "all":
+        return valid
+    if not close_ids:
+        raise ValueError("close_ids must hold the close tag's token ids, got none")
+    length = ids.shape[1]
+    positions = torch.arange(length)[None, :]  # [1, T]
+    if span == "answer":
+        close_start = _first_start(_tag_starts(ids, valid, close_ids), length)  # [B], T without a close tag
+        after_close = torch.where(close_start < length, close_start + len(close_ids), 0)  # [B]
+        return valid & (positions >= after_close[:, None])
+    if open_ids:
+        # The first token after the open tag; without one the start is T, so the span begins past the end: empty.
+        open_end = _first_start(_tag_starts(ids, valid, open_ids), length) + len(open_ids)  # [B]
+    else:
+        open_end = torch.zeros(ids.shape[0], dtype=torch.long)  # [B]: the span opens at the first response token
+    closes = _tag_starts(ids, valid, close_ids) & (positions >= open_end[:, None])  # [B, T]
+    close_start = _first_start(closes, length)  # [B], T when unclosed
+    return valid & (positions >= open_end[:, None]) & (positions < close_start[:, None])
+
+
+def _padded_ids(
+    response_ids: torch.Tensor | Sequence[torch.Tensor], mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """([B, T] int64 ids, [B, T] bool response positions) from a tensor and its mask or a list of 1-D tensors."""
+    if isinstance(response_ids, torch.Tensor):
+        if mask is None:
+            raise ValueError("span_mask on a [B, T] id tensor needs its mask (nonzero = response token)")
+        _response_positions(mask, like=response_ids, name="response_ids")
+        return response_ids.long(), mask != 0
+    if mask is not None:
+        raise ValueError("span_mask on a list of 1-D id tensors takes no mask: each tensor is one whole response")
+    if any(row.dim() != 1 for row in response_ids):
+        raise ValueError("span_mask needs a [B, T] id tensor or a list of 1-D id tensors")
+    lengths = torch.tensor([row.numel() for row in response_ids], dtype=torch.long)  # [B]
+    width = int(lengths.max()) if len(response_ids) else 0
+    ids = torch.zeros(len(response_ids), width, dtype=torch.long)  # [B, T]
+    for i, row in enumerate(response_ids):
+        ids[i, : row.numel()] = row
+    return ids, torch.arange(width)[None, :] < lengths[:, None]
+
+
+def _tag_starts(ids: torch.Tensor, valid: torch.Tensor, tag: Sequence[int]) -> torch.Tensor:
+    """[B, T] bool: True where the id sequence ``tag`` begins on response tokens."""
+    width, size = ids.shape[1], len(tag)
+    starts = torch.zeros_like(valid)  # [B, T]
+    fits = width - size + 1  # start positions at which the whole tag fits
+    if fits <= 0:
+        return starts
+    hit = valid[:, :fits].clone()  # [B, fits]
+    for offset, token in enumerate(tag):
+        hit &= valid[:, offset: offset + fits] & (ids[:, offset: offset + fits] == token)
+    starts[:, :fits] = hit
+    return starts
+
+
+def _first_start(starts: torch.Tensor, none: int) -> torch.Tensor:
+    """[B] int64: the first True column of each row of ``starts`` [B, T], ``none`` for a row without one."""
+    first = starts.to(torch.uint8).argmax(dim=1)  # [B]; argmax returns the first of equal maxima
+    return torch.where(starts.any(dim=1), first, none)
+
+
+def clip_box(
+    correct: torch.Tensor,
+    *,
+    eps_w: float | None = None,
+    correct_box: tuple[float, float] | None = None,
+    incorrect_box: tuple[float, float] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(low_i, high_i), float32 [B] each: the clip box of w_t per row. Either ``eps_w``: (1 − ε_w, 1 + ε_w) on every
+    row (RLSD, RLRT; ε_w = 1 gives low = 0); or CAST's correctness-dependent boxes (arXiv 2606.00172; correct
+    [0.8, 1.05], incorrect [0.95, 1.2] there): ``correct_box`` on correct rows, ``incorrect_box`` on the others, each
+    (low, high) with 0 < low ≤ 1 ≤ high.
+
+    Only CAST's boxes: its base advantage ±fallback_scale for zero-variance groups (all rollouts right or all wrong)
+    is not part of this family (A comes from verl's GRPO, 0 for such groups).
+    """
+    _check_flags("correct", correct, correct.numel())
+    boxes = (correct_box, incorrect_box)
+    if eps_w is not None:
+        if boxes != (None, None):
+            raise ValueError("clip_box takes eps_w (a symmetric box) or correct_box and incorrect_box, not both")
+        _check_eps_w(eps_w)
+        return torch.full(correct.shape, 1.0 - eps_w), torch.full(correct.shape, 1.0 + eps_w)
+    if None in boxes:
+        raise ValueError("clip_box needs eps_w, or both correct_box and incorrect_box as (low, high)")
+    for name, (low, high) in zip(("correct_box", "incorrect_box"), boxes):
+        if not (math.isfinite(high) and 0.0 < low <= 1.0 <= high):
+            raise ValueError(f"{name} must be (low, high) with 0 < low <= 1 <= high, got {(low, high)}")
+    correct = correct.bool()  # [B]
+    low = torch.where(correct, float(correct_box[0]), float(incorrect_box[0]))  # [B]
+    high = torch.where(correct, float(correct_box[1]), float(incorrect_box[1]))  # [B]
+    return low, high
+
+
+def teacher_confidence(
+    teacher_entropy: torch.Tensor, mask: torch.Tensor, *, vocab_size: int, g_min: float
+) -> torch.Tensor:
+    """G_t = max(g_min, 1 − H_T,t / log|V|) in float32 [B, T], 1 off the mask: GUI-SD's entropy confidence (arXiv
+    2605.00642, mode ``linear-entropy``) with a floor g_min, so no token's weight vanishes.
+
+    H_T,t is the teacher's entropy at position t over its |V| = ``vocab_size`` logits (a slightly negative H from
+    rounding counts as 0). EGRSD (arXiv 2605.13255) describes such a teacher-entropy gate with a nonzero lower bound,
+    but its exact formula was not found; this is GUI-SD's form, not a claim to be EGRSD's.
+    """
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 2:
+        raise ValueError(f"vocab_size must be an int >= 2, got {vocab_size!r}")
+    if not 0.0 <= g_min <= 1.0:
+        raise ValueError(f"g_min must be in [0, 1], got {g_min}")
+    response = _response_positions(mask, like=teacher_entropy, name="teacher_entropy")  # [B, T]
+    entropy = _finite_on_response(teacher_entropy, response, "teacher entropy").clamp(min=0.0)  # [B, T]
+    confidence = (1.0 - entropy / math.log(vocab_size)).clamp(min=g_min)  # [B, T]
+    return torch.where(response, confidence, 1.0)  # [B, T]
+
+
+def additive_term(delta: torch.Tensor, *, additive: str) -> torch.Tensor:
+    """g(Δ_t), float32, same shape: "delta": Δ_t (grpo_opsd: Â = A + β·Δ); "antisd": −½(softplus(Δ_t) − log 2),
+    AntiSD's PMI term (arXiv 2605.11609; δ_t = −φ(u_t), u_t = Δ_t): g(0) = 0, g < 0 where the teacher is surer than
+    the student; bounded above by ½ log 2 (as Δ → −∞), not below (≈ −½ Δ for large Δ).
+
+    AntiSD switches its λ on and off with a stateful Schmitt trigger on the teacher entropy; that trigger is out of
+    scope here: λ_add is a constant (or the caller's schedule).
+    """
+    if additive == "delta":
+        return delta.float()
+    if additive == "antisd":
+        return -0.5 * (F.softplus(delta.float()) - math.log(2.0))
+    raise ValueError(f"additive must be one of {ADDITIVE_TERMS}, got {additive!r}")
+
+
+def _checked_box(
+    low: torch.Tensor, high: torch.Tensor, batch: int
+) -> tuple[float | torch.Tensor, float | torch.Tensor]:
+    """The rows' boxes as floats when every row has the same box (a scalar clip is a third of the cost of a [B, 1]
+    one), else as [B, 1] float32; raises unless 0 <= low <= 1 <= high and high is finite on every row."""
+    for name, bound in (("low", low), ("high", high)):
+        if bound.shape != (batch,):
+            raise ValueError(f"{name} must be a [B] tensor with B = {batch}, got {tuple(bound.shape)}")
+    low, high = low.float(), high.float()  # [B] each
+    bad = ~((low >= 0.0) & (low <= 1.0) & (high >= 1.0) & torch.isfinite(high))  # [B]
+    if bad.any():
+        rows = bad.nonzero().flatten().tolist()
+        raise ValueError(f"clip box must satisfy 0 <= low <= 1 <= high (finite) on every row; rows {rows[:10]} do not")
+    if batch and bool((low == low[0]).all()) and bool((high == high[0]).all()):
+        return low[0].item(), high[0].item()
+    return low[:, None], high[:, None]
+
+
+def _check_confidence(confidence: torch.Tensor, response: torch.Tensor) -> None:
+    """Raise naming rows unless G [B, T] is finite and in [0, 1] at every response position."""
+    if confidence.shape != response.shape:
+        raise ValueError(f"confidence must be [B, T] like delta {tuple(response.shape)}, got {tuple(confidence.shape)}")
+    confidence = torch.where(response, confidence.detach().float(), 1.0)  # [B, T]
+    low, high = torch.aminmax(confidence)
+    if not (0.0 <= low.item() and high.item() <= 1.0):  # False for NaN too
+        rows = ((confidence < 0.0) | ~(confidence <= 1.0)).any(dim=1).nonzero().flatten().tolist()
+        raise ValueError(f"confidence must be finite and in [0, 1] on the response; rows {rows[:10]} are not")
+
+
+def _check_flags(name: str, flags: torch.Tensor, batch: int) -> None:
+    if flags.shape != (batch,):
+        raise ValueError(f"{name} must be a bool [B] tensor with B = {batch}, got {tuple(flags.shape)}")
 
 
 def entropy_bonus_advantages(
@@ -164,18 +499,37 @@ def _entropy_bonus(adv: torch.Tensor, entropy: torch.Tensor, alpha: float, kappa
     return torch.minimum(alpha * entropy, adv.abs() / kappa)  # [B, T]
 
 
-def lambda_at(step: int, *, schedule: str, lam0: float, decay_steps: int | None = None) -> float:
-    """λ_k at verl's 1-based ``global_steps`` k: λ₀ ("constant") or λ₀ · max(0, 1 − (k − 1)/K) ("linear_decay")."""
+def lambda_at(
+    step: int, *, schedule: str, lam0: float, decay_steps: int | None = None, warmup_steps: int | None = None
+) -> float:
+    """λ_k at verl's 1-based ``global_steps`` k, with j = k − 1 steps done, W = ``warmup_steps``, K = ``decay_steps``:
+        "constant":     λ₀
+        "warmup_decay": λ₀ · j / W                       for j < W   (λ₁ = 0, rising linearly over W steps)
+                        λ₀ · max(0, 1 − (j − W) / K)    for j ≥ W   (λ₀ at step W + 1, 0 from step W + K + 1)
+        "linear_decay": "warmup_decay" with W = 0, the same numbers: λ₀ · max(0, 1 − (k − 1)/K), λ₁ = λ₀.
+    The official RLSD code (``verl/trainer/opsd_trainer.py``) has the same shape at its own 1-based step k in place
+    of j, so it runs one step ahead: its λ at step k is ours at step k + 1 (without warm-up it starts at
+    λ₀ · (1 − 1/K), ours at λ₀).
+    """
     if step < 1:
         raise ValueError(f"step is verl's 1-based global_steps and must be >= 1, got {step}")
     _check_lambda(lam0)
     if schedule == "constant":
         return float(lam0)
+    if schedule not in ("linear_decay", "warmup_decay"):
+        raise ValueError(f"schedule must be one of {LAMBDA_SCHEDULES}, got {schedule!r}")
+    if decay_steps is None or decay_steps < 1:
+        raise ValueError(f"{schedule} needs decay_steps >= 1, got {decay_steps}")
     if schedule == "linear_decay":
-        if decay_steps is None or decay_steps < 1:
-            raise ValueError(f"linear_decay needs decay_steps >= 1, got {decay_steps}")
-        return float(lam0) * max(0.0, 1.0 - (step - 1) / decay_steps)
-    raise ValueError(f"schedule must be one of {LAMBDA_SCHEDULES}, got {schedule!r}")
+        if warmup_steps:
+            raise ValueError(f"linear_decay has no warm-up (use warmup_decay), got warmup_steps={warmup_steps}")
+        warmup_steps = 0
+    elif warmup_steps is None or warmup_steps < 0:
+        raise ValueError(f"warmup_decay needs warmup_steps >= 0, got {warmup_steps}")
+    done = step - 1  # j
+    if done < warmup_steps:
+        return float(lam0) * done / warmup_steps
+    return float(lam0) * max(0.0, 1.0 - (done - warmup_steps) / decay_steps)
 
 
 def _response_positions(mask: torch.Tensor, *, like: torch.Tensor, name: str = "delta") -> torch.Tensor:
