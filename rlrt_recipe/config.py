@@ -34,12 +34,7 @@ from rlrt_recipe.privileged import (
     default_privileged_budget,
     validate_templates,
 )
-from rlrt_recipe.signals import DIRECTIONS, lambda_at
-
-# The family in signals also has the gates "negative" and "mixed" and the schedule "warmup_decay"; the estimators do not
-# pass what they need yet (the row uids, a warm-up length; issue 19, part 2), so the config offers only these.
-GATES = ("all", "correct")
-LAMBDA_SCHEDULES = ("constant", "linear_decay")
+from rlrt_recipe.signals import ADDITIVE_TERMS, DIRECTIONS, GATES, LAMBDA_SCHEDULES, lambda_at
 
 #: The advantage estimators this package registers with verl, each with the form of its advantage
 #: (docs/methods.md). The one list of method names: registrations, config checks and the per-node probe read it.
@@ -85,7 +80,10 @@ _MEMBER_DEFAULTS: dict[str, dict[str, Any]] = {
     "sdpo": dict(context="rollout"),
     "srpo": dict(context="rollout"),
 }
-_WEIGHT_FIELDS = ("direction", "gate", "eps_w", "lambda_schedule", "lambda_0", "lambda_decay_steps")
+_WEIGHT_FIELDS = ("direction", "gate", "eps_w", "correct_box", "incorrect_box", "lambda_schedule", "lambda_0",
+                  "lambda_decay_steps", "lambda_warmup_steps")
+#: Estimators that take the family's additive term (``additive``, λ_add = ``distill_adv_coef``).
+ADDITIVE_ESTIMATORS = ("rlrt", "rlsd", "grpo_opsd")
 _ENTROPY_BONUS_FIELDS = ("eb_alpha", "eb_kappa")
 _TOPK_FIELDS = ("distill_topk", "distill_jsd_alpha", "distill_is_cap", "srpo_beta")
 
@@ -112,9 +110,14 @@ class RlrtConfig:
     direction: int | None = None
     """+1 follows the teacher (RLSD), -1 reverses it (RLRT); null = the estimator's."""
     gate: str | None = None
-    """Which rows are reweighted: "all" or "correct"; null = the estimator's."""
+    """Which rows are reweighted: all | correct | negative (A < 0: the official RLSD code's negative_only) | mixed (groups
+    with both outcomes, CAST's); null = the estimator's."""
     eps_w: float | None = None
     """Clip of the token weight w to [1 - eps_w, 1 + eps_w], in (0, 1]; null = the estimator's (rlrt: by backbone_kind)."""
+    correct_box: list[float] | None = None
+    """[low, high] clip box of w on correct rows, with incorrect_box instead of eps_w (CAST, arXiv 2606.00172)."""
+    incorrect_box: list[float] | None = None
+    """[low, high] clip box of w on incorrect rows, with correct_box (CAST: [0.8, 1.05] and [0.95, 1.2])."""
     backbone_kind: str = "base"
     """base | instruct | thinking: picks rlrt's eps_w (1.0 / 0.5 / 0.2) and λ schedule (constant / decay over 30 steps)."""
     lambda_schedule: str | None = None
@@ -123,9 +126,15 @@ class RlrtConfig:
     """λ at step 1, in [0, 1]; null = 0.5."""
     lambda_decay_steps: int | None = None
     """K of linear_decay: λ reaches 0 at step K + 1; null = 50 (rlsd), 30 (rlrt on instruct and thinking)."""
+    lambda_warmup_steps: int | None = None
+    """W of warmup_decay: λ rises from 0 at step 1 to λ₀ at step W + 1, then decays over lambda_decay_steps (the
+    official RLSD code and ms-swift have a warm-up; ours: the schedule's 1-based form, docs/methods.md)."""
 
     distill_adv_coef: float = 0.1
-    """β of grpo_opsd: Â = A + β·Δ (ours)."""
+    """λ_add of the additive term: grpo_opsd's Â = A + β·Δ (ours), and any estimator's rlrt.additive."""
+    additive: str | None = None
+    """The family's additive term S_t·λ_add·g(Δ_t): delta (g = Δ) | antisd (g = −½(softplus(Δ) − log 2), AntiSD); null =
+    the estimator's (grpo_opsd: delta; rlrt, rlsd: none)."""
     distill_loss_coef: float = 0.0
     """β_loss of the self_distill policy loss; 0 = verl's vanilla loss bit for bit."""
     distill_kl_type: str = "k3+"
@@ -182,11 +191,21 @@ class RlrtConfig:
         check_choice("rlrt.gate", self.gate, GATES, nullable=True)
         if self.eps_w is not None and not (_is_number(self.eps_w) and 0.0 < self.eps_w <= 1.0):
             raise ValueError(f"rlrt.eps_w must be in (0, 1], got {self.eps_w!r}")
+        for key in ("correct_box", "incorrect_box"):
+            setattr(self, key, _check_box(key, getattr(self, key)))
+        if (self.correct_box is None) != (self.incorrect_box is None):
+            raise ValueError("rlrt.correct_box and rlrt.incorrect_box go together (CAST's two boxes); set both or neither")
+        if self.correct_box is not None and self.eps_w is not None:
+            raise ValueError("rlrt.eps_w and rlrt.correct_box/incorrect_box are two clip boxes; set one of them")
+        check_choice("rlrt.additive", self.additive, ADDITIVE_TERMS, nullable=True)
         check_choice("rlrt.backbone_kind", self.backbone_kind, BACKBONE_KINDS)
         check_choice("rlrt.lambda_schedule", self.lambda_schedule, LAMBDA_SCHEDULES, nullable=True)
         if self.lambda_0 is not None and not (_is_number(self.lambda_0) and 0.0 <= self.lambda_0 <= 1.0):
             raise ValueError(f"rlrt.lambda_0 must be in [0, 1], got {self.lambda_0!r}")
         _check_positive_int("lambda_decay_steps", self.lambda_decay_steps, nullable=True)
+        _check_positive_int("lambda_warmup_steps", self.lambda_warmup_steps, nullable=True)
+        if (self.lambda_schedule == "warmup_decay") != (self.lambda_warmup_steps is not None):
+            raise ValueError("rlrt.lambda_warmup_steps goes with rlrt.lambda_schedule=warmup_decay (and is required there)")
         for key in ("distill_adv_coef", "distill_loss_coef"):
             value = getattr(self, key)
             if not (_is_number(value) and math.isfinite(value) and value >= 0.0):
@@ -252,10 +271,19 @@ class RlrtConfig:
                 f"actor_rollout_ref.actor.policy_loss.loss_mode={loss_mode} is a baseline on verl's grpo estimator; "
                 f"got algorithm.adv_estimator={adv_estimator!r}: set algorithm.adv_estimator=grpo"
             )
+        if self.additive is not None and adv_estimator not in ADDITIVE_ESTIMATORS:
+            raise ValueError(f"rlrt.additive only applies to algorithm.adv_estimator in {ADDITIVE_ESTIMATORS}, "
+                             f"got adv_estimator={adv_estimator!r}; remove the key")
         member = loss_mode if loss_mode in TOPK_LOSS_MODES else adv_estimator
         defaults = dict(_MEMBER_DEFAULTS.get(member, {"context": "solution"}))
+        if self.correct_box is not None:
+            defaults.pop("eps_w", None)  # CAST's boxes replace the symmetric one
         if adv_estimator == "rlrt":
-            defaults.update(eps_w=_RLRT_EPS_W[self.backbone_kind], **_RLRT_LAMBDA[self.backbone_kind])
+            defaults.update(**_RLRT_LAMBDA[self.backbone_kind])
+            if self.correct_box is None:
+                defaults["eps_w"] = _RLRT_EPS_W[self.backbone_kind]
+        if adv_estimator == "grpo_opsd":
+            defaults["additive"] = "delta"
         filled = {k: v for k, v in defaults.items() if getattr(self, k) is None}
         if self.max_privileged_prompt_length is None:
             filled["max_privileged_prompt_length"] = default_privileged_budget(
@@ -267,7 +295,8 @@ class RlrtConfig:
 
     def lambda_at(self, step: int) -> float:
         """λ_k of this (resolved) config at verl's 1-based global step k."""
-        return lambda_at(step, schedule=self.lambda_schedule, lam0=self.lambda_0, decay_steps=self.lambda_decay_steps)
+        return lambda_at(step, schedule=self.lambda_schedule, lam0=self.lambda_0, decay_steps=self.lambda_decay_steps,
+                         warmup_steps=self.lambda_warmup_steps)
 
     def refreshes_teacher_at(self, step: int) -> bool:
         """True when the snapshot teacher is refreshed before the teacher pass of verl's 1-based step k:
@@ -315,6 +344,16 @@ def _is_number(value: Any) -> bool:
 def _check_number(key: str, value: Any) -> None:
     if not (_is_number(value) and math.isfinite(value)):
         raise ValueError(f"rlrt.{key} must be a finite number, got {value!r}")
+
+
+def _check_box(key: str, value: Any) -> list[float] | None:
+    """A [low, high] clip box with 0 < low <= 1 <= high, as a list of two floats, or None."""
+    if value is None:
+        return None
+    if not (isinstance(value, (list, tuple)) and len(value) == 2
+            and all(_is_number(v) and math.isfinite(v) for v in value) and 0.0 < value[0] <= 1.0 <= value[1]):
+        raise ValueError(f"rlrt.{key} must be [low, high] with 0 < low <= 1 <= high, got {value!r}")
+    return [float(v) for v in value]
 
 
 def _check_kwargs(key: str, value: Any) -> dict[str, Any] | None:

@@ -15,11 +15,16 @@ LENGTHS = dict(max_prompt_length=512, max_response_length=2048)
         ("correct_threshold", float("nan"), "rlrt.correct_threshold must be a finite number, got nan"),
         ("correct_threshold", "high", "rlrt.correct_threshold must be a finite number, got 'high'"),
         ("direction", 0, "rlrt.direction must be one of 1, -1 or null, got 0"),
-        ("gate", "wrong", "rlrt.gate must be one of all, correct or null, got 'wrong'"),
+        ("gate", "wrong", "rlrt.gate must be one of all, correct, negative, mixed or null, got 'wrong'"),
         ("eps_w", 1.5, "rlrt.eps_w must be in (0, 1], got 1.5"),
         ("eps_w", 0.0, "rlrt.eps_w must be in (0, 1], got 0.0"),
         ("backbone_kind", "chat", "rlrt.backbone_kind must be one of base, instruct, thinking, got 'chat'"),
-        ("lambda_schedule", "cosine", "rlrt.lambda_schedule must be one of constant, linear_decay or null, got 'cosine'"),
+        ("lambda_schedule", "cosine",
+         "rlrt.lambda_schedule must be one of constant, linear_decay, warmup_decay or null, got 'cosine'"),
+        ("correct_box", [1.1, 1.2], "rlrt.correct_box must be [low, high] with 0 < low <= 1 <= high, got [1.1, 1.2]"),
+        ("incorrect_box", 0.9, "rlrt.incorrect_box must be [low, high]"),
+        ("additive", "kl", "rlrt.additive must be one of delta, antisd or null, got 'kl'"),
+        ("lambda_warmup_steps", 0, "rlrt.lambda_warmup_steps must be an integer >= 1, got 0"),
         ("lambda_0", -0.1, "rlrt.lambda_0 must be in [0, 1], got -0.1"),
         ("lambda_decay_steps", 0, "rlrt.lambda_decay_steps must be an integer >= 1, got 0"),
         ("lambda_decay_steps", 2.5, "rlrt.lambda_decay_steps must be an integer >= 1, got 2.5"),
@@ -121,6 +126,30 @@ def test_topk_settings_apply_to_the_sdpo_and_srpo_losses_only():
         resolved = RlrtConfig().resolved("grpo", loss_mode=loss_mode, **LENGTHS)
         assert (resolved.context, resolved.max_privileged_prompt_length) == ("rollout", 512 + 2048 + 256)
         assert resolved.needs_teacher("grpo", loss_mode)
+
+
+def test_family_keys_resolve_and_refuse_what_they_would_ignore():
+    """CAST's two boxes replace ε_w (both or neither, never with eps_w); the warm-up length goes with warmup_decay;
+    the additive term applies to rlrt, rlsd and grpo_opsd (whose default it is: delta)."""
+    cast = RlrtConfig.from_section({"correct_box": [0.8, 1.05], "incorrect_box": [0.95, 1.2], "gate": "mixed"})
+    resolved = cast.resolved("rlsd", **LENGTHS)
+    assert (resolved.eps_w, resolved.correct_box, resolved.gate) == (None, [0.8, 1.05], "mixed")
+    assert cast.resolved("rlrt", **LENGTHS).eps_w is None
+    with pytest.raises(ValueError, match="go together"):
+        RlrtConfig(correct_box=[0.8, 1.05])
+    with pytest.raises(ValueError, match="set one of them"):
+        RlrtConfig(correct_box=[0.8, 1.05], incorrect_box=[0.95, 1.2], eps_w=0.2)
+    with pytest.raises(ValueError, match=r"rlrt\.correct_box only applies"):
+        RlrtConfig(correct_box=[0.8, 1.05], incorrect_box=[0.95, 1.2]).resolved("grpo_opsd", **LENGTHS)
+    warm = RlrtConfig(lambda_schedule="warmup_decay", lambda_warmup_steps=2, lambda_decay_steps=4).resolved("rlsd", **LENGTHS)
+    assert [warm.lambda_at(k) for k in (1, 2, 3, 4, 7)] == [0.0, 0.25, 0.5, 0.375, 0.0]
+    with pytest.raises(ValueError, match="lambda_warmup_steps goes with"):
+        RlrtConfig(lambda_warmup_steps=3)
+    assert RlrtConfig().resolved("grpo_opsd", **LENGTHS).additive == "delta"
+    assert RlrtConfig(additive="antisd").resolved("rlsd", **LENGTHS).additive == "antisd"
+    assert RlrtConfig().resolved("rlsd", **LENGTHS).additive is None
+    with pytest.raises(ValueError, match=r"rlrt\.additive only applies"):
+        RlrtConfig(additive="antisd").resolved("opsd", **LENGTHS)
 
 
 def test_needs_teacher():

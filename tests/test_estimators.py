@@ -149,3 +149,67 @@ def test_keyword_inputs_are_the_signature(name):
     parameters = inspect.signature(get_adv_estimator_fn(name)).parameters.values()
     keywords = [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
     assert sorted(keywords) == sorted([*estimator_inputs(name), "rlrt_cfg"])
+
+
+def _written_out(adv, delta, mask, rows, low, high, lam, direction=1, lam_add=0.0, g=None):
+    """The family written out per element in float64 Python, independent of signals.py: Â = A·m + S·λ_add·g(Δ),
+    m = 1 + S·λ·(clip(exp(d·sign(A)·Δ), low_i, high_i) − 1), 0 off the mask."""
+    out = torch.zeros(adv.shape, dtype=torch.float64)
+    for i in range(adv.shape[0]):
+        for t in range(adv.shape[1]):
+            if not mask[i, t]:
+                continue
+            a, d = float(adv[i, t]), float(delta[i, t])
+            sign = (a > 0) - (a < 0)
+            w = min(max(math.exp(direction * sign * d), low[i]), high[i])
+            s = 1.0 if rows[i] else 0.0
+            out[i, t] = a * (1 + s * lam * (w - 1)) + (s * lam_add * g(d) if g else 0.0)
+    return out.float()
+
+
+@pytest.mark.parametrize("case", ["negative", "mixed", "cast", "antisd", "warmup"])
+def test_family_settings_through_verls_registry(case):
+    """rlsd with the family's settings, called through verl's registry, against the family written out by hand:
+    the official RLSD code's negative_only (rows with A < 0), CAST's mixed-group gate with its two boxes, AntiSD's
+    additive term, and a λ warm-up (λ at step 2 of W = 2, K = 4 is λ₀/2)."""
+    rewards, mask, index, old, teacher, correct = _batch()
+    grpo = _verl_grpo(rewards, mask, index, True)
+    delta = teacher - old
+    section, rows, low, high, lam, lam_add, g, step = {}, [True] * 6, [0.8] * 6, [1.2] * 6, 0.5, 0.0, None, 1
+    if case == "negative":
+        section = {"gate": "negative"}
+        rows = [bool(grpo[i, 0] < 0) for i in range(6)]
+    elif case == "mixed":
+        section = {"gate": "mixed"}
+        rows = [u in ("a", "b") for u in index]  # a: 1, 0, 1 and b: 1, 0 are mixed; c is a single row
+    elif case == "cast":
+        section = {"gate": "mixed", "correct_box": [0.8, 1.05], "incorrect_box": [0.95, 1.2]}
+        rows = [u in ("a", "b") for u in index]
+        low = [0.8 if c else 0.95 for c in correct.tolist()]
+        high = [1.05 if c else 1.2 for c in correct.tolist()]
+    elif case == "antisd":
+        section = {"additive": "antisd", "distill_adv_coef": 0.3}
+        lam_add, g = 0.3, (lambda d: -0.5 * (math.log1p(math.exp(d)) - math.log(2.0)))
+    else:
+        section = {"lambda_schedule": "warmup_decay", "lambda_warmup_steps": 2, "lambda_decay_steps": 4}
+        lam, step = 0.25, 2
+    cfg = RlrtConfig.from_section(section).resolved("rlsd", max_prompt_length=16, max_response_length=16)
+    adv, _ = _call("rlsd", rewards, mask, index, True, old_log_probs=old, teacher_log_probs=teacher, correct=correct,
+                   rlrt_cfg=cfg, global_step=step)
+    expected = _written_out(grpo, delta, mask, rows, low, high, lam, lam_add=lam_add, g=g)
+    assert_close(adv, expected, atol=1e-6, rtol=1e-6)
+    if case in ("negative", "mixed"):  # the unselected rows keep verl's A exactly
+        kept = [i for i in range(6) if not rows[i]]
+        assert kept and torch.equal(adv[kept], grpo[kept])
+
+
+def test_grpo_opsd_takes_antisds_term():
+    """grpo_opsd with rlrt.additive=antisd: Â = A + λ_add·(−½(softplus(Δ) − log 2)) on every response token."""
+    rewards, mask, index, old, teacher, correct = _batch(1)
+    cfg = RlrtConfig(additive="antisd", distill_adv_coef=0.2).resolved("grpo_opsd", max_prompt_length=16,
+                                                                        max_response_length=16)
+    adv, _ = _call("grpo_opsd", rewards, mask, index, True, old_log_probs=old, teacher_log_probs=teacher, rlrt_cfg=cfg)
+    grpo = _verl_grpo(rewards, mask, index, True)
+    expected = _written_out(grpo, teacher - old, mask, [True] * 6, [1.0] * 6, [1.0] * 6, 0.0, lam_add=0.2,
+                            g=lambda d: -0.5 * (math.log1p(math.exp(d)) - math.log(2.0)))
+    assert_close(adv, expected, atol=1e-6, rtol=1e-6)

@@ -43,7 +43,15 @@ METHODS = {
     # RLRT Table 5: SDPO lr 1e-5 (its advantage is unused: the primary's std setting stays), SRPO 5e-6, std off
     "sdpo": ("grpo", True, 1e-5, True, 0.0, "sdpo", 0.0),
     "srpo": ("grpo", True, 5e-6, False, 0.0, "srpo", 0.0),
+    # the token-weight family's presets: RLSD with the official code's negative_only, CAST's boxes on mixed groups,
+    # AntiSD's additive term (their recipes cite each value)
+    "rlsd_negative": ("rlsd", True, 1e-6, True, 0.0, "vanilla", 0.0),
+    "cast": ("rlsd", True, 1e-6, True, 0.0, "vanilla", 0.0),
+    "antisd": ("grpo_opsd", True, 1e-6, True, 0.0, "vanilla", 0.0),
 }
+# method: (correct_box, incorrect_box, additive), the family settings the presets add
+FAMILY = {"cast": ([0.8, 1.05], [0.95, 1.2], None), "antisd": (None, None, "antisd"),
+          "grpo_opsd": (None, None, "delta")}
 # The top-K losses (every method checks RLRT Table 5's top-100 and α 0.5, SDPO's cap 2 and SRPO's own β 1, the defaults)
 TOPK = ("sdpo", "srpo")
 # method: (eb_alpha, eb_kappa), Cheng et al.'s values; rlrt_sync passes the entropy, no teacher step
@@ -60,7 +68,8 @@ RLRT_EPS_W = {"base": 1.0, "instruct": 0.5, "thinking": 0.2}  # RLRT Table 5
 # RLRT Table 5: RLRT's λ does not decay on base backbones, decays over 30 steps on instruct and thinking
 RLRT_LAMBDA = {"base": ("constant", None), "instruct": ("linear_decay", 30), "thinking": ("linear_decay", 30)}
 # method: (direction, gate); None = the method has no token weight
-WEIGHTS = {"rlsd": (1, "all"), "rlrt": (-1, "correct"), "rlrt_all": (-1, "all"), "rlrt_teacher_up": (1, "correct")}
+WEIGHTS = {"rlsd": (1, "all"), "rlrt": (-1, "correct"), "rlrt_all": (-1, "all"), "rlrt_teacher_up": (1, "correct"),
+           "rlsd_negative": (1, "negative"), "cast": (1, "mixed")}
 PAIRS = [(m, b) for m in METHODS for b in BACKBONES]
 
 
@@ -134,21 +143,23 @@ def test_pair_composes_and_validates(composed, method, backbone):
     assert rlrt.backbone_kind == kind
     if method in WEIGHTS:
         direction, gate = WEIGHTS[method]
-        if estimator == "rlsd":  # RLRT Table 5: ε_w 0.2, λ over 50 steps on every backbone
-            eps_w, (schedule, decay_steps) = 0.2, ("linear_decay", 50)
+        if estimator == "rlsd":  # RLRT Table 5: ε_w 0.2, λ over 50 steps on every backbone (CAST: its own boxes)
+            eps_w, (schedule, decay_steps) = (None if method == "cast" else 0.2), ("linear_decay", 50)
         else:
             eps_w, (schedule, decay_steps) = RLRT_EPS_W[kind], RLRT_LAMBDA[kind]
         assert (rlrt.direction, rlrt.gate, rlrt.eps_w) == (direction, gate, eps_w)
         assert (rlrt.lambda_schedule, rlrt.lambda_0, rlrt.lambda_decay_steps) == (schedule, 0.5, decay_steps)
     else:
         assert (rlrt.direction, rlrt.gate, rlrt.eps_w, rlrt.lambda_schedule, rlrt.lambda_0) == (None,) * 5
+    assert (rlrt.correct_box, rlrt.incorrect_box, rlrt.additive) == FAMILY.get(method, (None, None, None))
+    assert rlrt.lambda_warmup_steps is None
     assert rlrt.distill_loss_coef == distill_loss_coef
     assert actor.policy_loss.loss_mode == loss_mode
     # RLSD's teacher: a snapshot synchronised every 10 steps (RLSD Sec. 5.1); SDPO's and SRPO's the frozen θ₀
     # (RLRT Table 5); the others: the live actor
-    teacher_of = {"rlsd": "snapshot", "sdpo": "frozen", "srpo": "frozen"}
+    teacher_of = {"rlsd": "snapshot", "rlsd_negative": "snapshot", "cast": "snapshot", "sdpo": "frozen", "srpo": "frozen"}
     assert (rlrt.teacher, rlrt.teacher_sync_steps) == (teacher_of.get(method, "live"), 10)
-    if estimator == "rlrt" or method in TOPK:  # c = another complete correct rollout; none: no teacher (PAPERS.md)
+    if estimator == "rlrt" or method in (*TOPK, "antisd"):  # c = another correct rollout; none: no teacher (PAPERS.md)
         assert (rlrt.context, rlrt.sibling_fallback) == ("rollout", "none")
     # ours: teacher rows fit the model (the trainer refuses to start otherwise)
     assert rlrt.max_privileged_prompt_length == max_positions - RESPONSE

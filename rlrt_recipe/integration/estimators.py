@@ -39,12 +39,19 @@ def grpo_advantages(
     return advantages
 
 
-def _reweighted(delta, response_mask, grpo, *, correct, has_teacher, global_step, rlrt_cfg) -> torch.Tensor:
-    """rlrt, rlsd: Â_t = A·((1 − λ_k) + λ_k·w_t) on gated rows with a teacher, else A."""
-    return signals.reweighted_advantages(
-        delta, grpo(), response_mask, correct=correct, has_teacher=has_teacher, direction=rlrt_cfg.direction,
-        gate=rlrt_cfg.gate, lam=rlrt_cfg.lambda_at(global_step), eps_w=rlrt_cfg.eps_w,
-    )
+def _reweighted(delta, response_mask, grpo, *, correct, has_teacher, global_step, rlrt_cfg, index) -> torch.Tensor:
+    """rlrt, rlsd: the token-weight family with the member's settings (docs/methods.md, "The token-weight family"):
+    Â_t = A·m_t + S_t·λ_add·g(Δ_t), m_t = 1 + S_t·λ_k·(w_t − 1), S_t the rows of ``rlrt.gate``."""
+    adv = grpo()  # [B, T]
+    cfg = rlrt_cfg
+    rows = signals.selected_rows(cfg.gate, correct=correct, has_teacher=has_teacher, adv_sign=_row_sign(adv, response_mask),
+                                 group=list(index))  # [B]
+    low, high = _box(cfg, correct)  # [B] each
+    return signals.family_advantages(
+        delta, adv, response_mask, rows=rows, tokens=None, direction=cfg.direction, low=low, high=high,
+        lam=cfg.lambda_at(global_step), confidence=None,
+        lam_add=cfg.distill_adv_coef if cfg.additive else 0.0, additive=cfg.additive,
+    )  # [B, T]
 
 
 def _opsd(delta, response_mask, grpo, *, rlrt_cfg, **_) -> torch.Tensor:
@@ -52,9 +59,28 @@ def _opsd(delta, response_mask, grpo, *, rlrt_cfg, **_) -> torch.Tensor:
     return signals.opsd_advantages(delta, response_mask)
 
 
-def _grpo_opsd(delta, response_mask, grpo, *, rlrt_cfg, **_) -> torch.Tensor:
-    """grpo_opsd: Â_t = A + β·Δ_t with β = rlrt.distill_adv_coef."""
-    return signals.opsd_advantages(delta, response_mask, adv=grpo(), beta=rlrt_cfg.distill_adv_coef)
+def _grpo_opsd(delta, response_mask, grpo, *, rlrt_cfg, has_teacher, **_) -> torch.Tensor:
+    """grpo_opsd: the family's additive member, Â_t = A + λ_add·g(Δ_t) with λ_add = rlrt.distill_adv_coef and g =
+    Δ (the default, ``rlrt.additive=delta``) or AntiSD's term; rows without a teacher carry Δ = 0, so g = 0 there."""
+    adv = grpo()  # [B, T]
+    box = torch.ones(delta.shape[0])  # [B]: with λ = 0 no weight is formed
+    rows = torch.ones(delta.shape[0], dtype=torch.bool)  # [B]
+    return signals.family_advantages(
+        delta, adv, response_mask, rows=rows, tokens=None, direction=1, low=box, high=box, lam=0.0, confidence=None,
+        lam_add=rlrt_cfg.distill_adv_coef, additive=rlrt_cfg.additive,
+    )  # [B, T]
+
+
+def _row_sign(adv: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """sign of each row's A  [B] (GRPO's A is one value per row, broadcast over its response)."""
+    return torch.where(response_mask.bool(), adv.float(), 0.0).sum(dim=1).sign()
+
+
+def _box(cfg: RlrtConfig, correct: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows' clip box: symmetric ``rlrt.eps_w``, or CAST's ``rlrt.correct_box``/``incorrect_box``."""
+    if cfg.correct_box is not None:
+        return signals.clip_box(correct, correct_box=tuple(cfg.correct_box), incorrect_box=tuple(cfg.incorrect_box))
+    return signals.clip_box(correct, eps_w=cfg.eps_w)
 
 
 _ADVANTAGE_OF_FORM = {"reweighted": _reweighted, "gain": _opsd, "grpo_plus_gain": _grpo_opsd}
@@ -114,7 +140,7 @@ def _teacher_estimator(name: str):
 
         adv_hat = advantage_of(
             delta, response_mask, grpo, correct=correct.bool(), has_teacher=has_teacher.bool(),
-            global_step=global_step, rlrt_cfg=rlrt_cfg,
+            global_step=global_step, rlrt_cfg=rlrt_cfg, index=index,
         )  # [B, T]
         return adv_hat, adv_hat
 

@@ -38,7 +38,7 @@ from verl.utils.profiler.performance import simple_timer
 from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
 from verl.workers.utils.padding import response_from_nested
 
-from rlrt_recipe import privileged
+from rlrt_recipe import privileged, signals
 from rlrt_recipe.config import WEIGHTED_ESTIMATORS, RlrtConfig
 from rlrt_recipe.integration.estimators import grpo_advantages
 from rlrt_recipe.signals import nonfinite_rows, scored_log_prob_means
@@ -199,12 +199,17 @@ def select_rows(rm_scores: torch.Tensor, response_mask: torch.Tensor, uids: Sequ
         return candidates & ~correct
     if cfg.score_all_rows or adv_estimator not in WEIGHTED_ESTIMATORS:
         return candidates
-    if cfg.lambda_at(step) == 0.0 and cfg.distill_loss_coef == 0.0:
+    additive = bool(cfg.additive) and cfg.distill_adv_coef != 0.0
+    if cfg.lambda_at(step) == 0.0 and cfg.distill_loss_coef == 0.0 and not additive:
         return torch.zeros_like(candidates)
-    gate = correct if cfg.gate == "correct" else torch.ones_like(correct)  # [B]
-    if use_kl_in_reward:
-        return candidates & gate
+    if use_kl_in_reward:  # A is not known here: every row that could pass the gate
+        adv_sign = -torch.ones(len(uids)) if cfg.gate == "negative" else None
+        return candidates & signals.selected_rows(cfg.gate, correct=correct, has_teacher=torch.ones_like(correct),
+                                                  adv_sign=adv_sign, group=list(uids))
     adv = grpo_advantages(rm_scores, response_mask, np.array(uids, dtype=object), algorithm_config)  # [B, T]
+    adv_sign = torch.where(response_mask.bool(), adv, 0.0).sum(-1).sign()  # [B]
+    gate = signals.selected_rows(cfg.gate, correct=correct, has_teacher=torch.ones_like(correct), adv_sign=adv_sign,
+                                 group=list(uids))  # [B], the estimator's S_row
     return candidates & gate & (adv != 0).any(-1)
 
 
@@ -363,7 +368,10 @@ def teacher_metrics(*, uids: Sequence[str], real: torch.Tensor, correct: torch.T
     """The teacher-side ``rlrt/*`` metrics of the step, over real rows only. ``rlrt/leak_cue_rate`` is over
     ``probe_texts``, the decoded ``leak_probe_rows`` (0.0 when the step has no real row)."""
     n_real = int(real.sum())
-    passed = correct if gate == "correct" else real  # [B]
+    # rows passing the gate; "negative" (A < 0) counted as the incorrect rows, which it is for binary rewards
+    passed = {"correct": correct, "negative": ~correct,
+              "mixed": signals.selected_rows("mixed", correct=correct, has_teacher=real, group=list(uids)),
+              }.get(gate, real)  # [B]
     groups: dict[str, list[float]] = {}
     for uid, score, is_real in zip(uids, scores.tolist(), real.tolist()):
         if is_real:
