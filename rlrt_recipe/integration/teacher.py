@@ -40,6 +40,7 @@ from verl.workers.utils.padding import response_from_nested
 
 from rlrt_recipe import privileged, signals
 from rlrt_recipe.config import WEIGHTED_ESTIMATORS, RlrtConfig
+from rlrt_recipe.integration import topk
 from rlrt_recipe.integration.estimators import grpo_advantages
 from rlrt_recipe.signals import nonfinite_rows, scored_log_prob_means
 
@@ -310,35 +311,24 @@ def _check_ends_with(ids: list[int], suffix: list[int], whose: str, row: privile
 
 def build_teacher_batch(prompt_ids: Sequence[list[int]], response_ids: Sequence[torch.Tensor],
                         layout: TeacherBatchLayout, pad_id: int) -> TensorDict:
-    """The ``compute_log_prob`` input (verl's NO_PADDING layout): rows ``prompt ‖ response``, the response mask
-    over the response, then minimal mask-0 rows up to ``layout.multiple()`` for the data-parallel split."""
+    """The ``compute_log_prob`` input (verl's NO_PADDING layout, ``topk.rows_batch``): rows ``prompt ‖ response``,
+    the response mask over the response, then minimal mask-0 rows up to ``layout.multiple()`` for the data-parallel
+    split."""
     prompts = [torch.tensor(p, dtype=torch.int64) for p in prompt_ids]
-    responses = [r.to(torch.int64) for r in response_ids]
+    responses = list(response_ids)
     masks = [torch.ones(len(r), dtype=torch.int64) for r in responses]
     n_pad = -len(prompts) % layout.multiple()
     pad = torch.tensor([pad_id], dtype=torch.int64)
     prompts += [pad] * n_pad  # minimal rows for the data-parallel split; never read back
     responses += [pad] * n_pad
     masks += [torch.zeros(1, dtype=torch.int64)] * n_pad
-    input_ids = [torch.cat([p, r]) for p, r in zip(prompts, responses)]
-    td = TensorDict(
-        {
-            "input_ids": tu.nested_tensor_from_tensor_list(input_ids),
-            "position_ids": tu.nested_tensor_from_tensor_list([torch.arange(len(x)) for x in input_ids]),
-            "prompts": tu.nested_tensor_from_tensor_list(prompts),
-            "responses": tu.nested_tensor_from_tensor_list(responses),
-            "response_mask": tu.nested_tensor_from_tensor_list(masks),
-            "loss_mask": tu.nested_tensor_from_tensor_list(masks),
-        },
-        batch_size=[len(input_ids)],
-    )
-    meta: dict[str, Any] = dict(temperature=layout.temperature, compute_loss=False, calculate_entropy=False)
+    meta: dict[str, Any] = dict(compute_loss=False, calculate_entropy=False)
     if layout.max_token_len_per_gpu:
-        meta["max_token_len_per_gpu"] = max(layout.max_token_len_per_gpu, max(len(x) for x in input_ids))
+        longest = max(len(p) + len(r) for p, r in zip(prompts, responses))
+        meta["max_token_len_per_gpu"] = max(layout.max_token_len_per_gpu, longest)
     if layout.no_lora_adapter:
         meta["no_lora_adapter"] = True
-    tu.assign_non_tensor(td, **meta)
-    return td
+    return topk.rows_batch(prompts, responses, temperature=layout.temperature, response_masks=masks, **meta)
 
 
 def response_log_probs(output: TensorDict, batch: TensorDict, n_rows: int) -> list[torch.Tensor]:

@@ -147,12 +147,14 @@ def balanced_order(tokens: Sequence[int], dp_size: int) -> list[int]:
 
 
 def rows_batch(prompts: Sequence[torch.Tensor], responses: Sequence[torch.Tensor], *, temperature: float,
-               **meta) -> TensorDict:
-    """An infer input in verl's NO_PADDING layout: rows ``prompt ‖ response`` with the response mask over the
-    response, and the non-tensor ``meta`` (``temperature``, ``calculate_entropy``, …)."""
+               response_masks: Sequence[torch.Tensor] | None = None, **meta) -> TensorDict:
+    """An infer input in verl's NO_PADDING layout: rows ``prompt ‖ response``, the response mask (all ones unless
+    ``response_masks`` is given) as ``response_mask`` and ``loss_mask``, and the non-tensor ``meta``
+    (``temperature``, ``calculate_entropy``, …). The teacher step's ``build_teacher_batch`` builds on it too."""
     prompts = [p.to(torch.int64) for p in prompts]
     responses = [r.to(torch.int64) for r in responses]
-    masks = [torch.ones(len(r), dtype=torch.int64) for r in responses]
+    masks = (list(response_masks) if response_masks is not None
+             else [torch.ones(len(r), dtype=torch.int64) for r in responses])
     input_ids = [torch.cat([p, r]) for p, r in zip(prompts, responses, strict=True)]
     td = TensorDict(
         {
