@@ -20,7 +20,6 @@ correct, averaged over problems. It is not verl's ``best@k/mean``, a bootstrap o
 
 from __future__ import annotations
 
-import json
 import math
 import operator
 import os
@@ -28,6 +27,8 @@ import statistics
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from rlrt_recipe.logs import jsonl_records
 
 # problem uuid -> (dumped input, samples n, correct samples c)
 Problems = dict[str, tuple[str, int, int]]
@@ -91,17 +92,10 @@ def read_dump(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 def iter_dump(file: str | os.PathLike) -> Iterator[dict[str, Any]]:
     """The samples of one dump file, one at a time (a 16-sample dump of long responses runs to gigabytes)."""
-    with open(file, encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                sample = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{file}:{line_no}: not a JSON object ({err})") from err
-            if not isinstance(sample, dict):
-                raise ValueError(f"{file}:{line_no}: expected a JSON object, got {type(sample).__name__}")
-            yield sample
+    for line_no, sample in jsonl_records(file):
+        if not isinstance(sample, dict):
+            raise ValueError(f"{file}:{line_no}: expected a JSON object, got {type(sample).__name__}")
+        yield sample
 
 
 def split_uid(uid: Any) -> tuple[str, str, int]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 
 def launch_files(experiment: str | os.PathLike) -> list[Path]:
@@ -28,22 +29,31 @@ def launch_files(experiment: str | os.PathLike) -> list[Path]:
     return files
 
 
+def jsonl_records(file: str | os.PathLike) -> Iterator[tuple[int, Any]]:
+    """``(line number, parsed JSON value)`` for each non-blank line of a JSONL file, read one line at a time; a line
+    that is not JSON raises ``ValueError`` naming ``file:line``."""
+    with open(file, encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield line_no, json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{file}:{line_no}: not a JSON value ({err})") from err
+
+
 def read_metrics(experiment: str | os.PathLike | Iterable[str | os.PathLike]) -> dict[int, dict[str, float]]:
     """``{step: {metric: value}}`` merged over every launch; the value logged last wins per step and key."""
     paths = [experiment] if isinstance(experiment, (str, os.PathLike)) else list(experiment)
     steps: dict[int, dict[str, float]] = {}
     for path in paths:
         for file in launch_files(path):
-            with open(file, encoding="utf-8") as fh:
-                for line_no, line in enumerate(fh, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        record = json.loads(line)
-                        step, data = int(record["step"]), record["data"]
-                    except (ValueError, KeyError, TypeError) as err:
-                        raise ValueError(f"{file}:{line_no}: not a verl file-logger record ({err})") from err
-                    steps.setdefault(step, {}).update(data)
+            for line_no, record in jsonl_records(file):
+                try:
+                    step, data = int(record["step"]), record["data"]
+                except (ValueError, KeyError, TypeError) as err:
+                    raise ValueError(f"{file}:{line_no}: not a verl file-logger record ({err})") from err
+                steps.setdefault(step, {}).update(data)
     return dict(sorted(steps.items()))
 
 

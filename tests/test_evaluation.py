@@ -235,7 +235,7 @@ def test_read_dump_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no <step>\.jsonl validation dump"):
         dump_file(tmp_path)
     (tmp_path / "3.jsonl").write_text('{"uid": "u_0_0"}\n\nnot json\n')
-    with pytest.raises(ValueError, match=r"3\.jsonl:3: not a JSON object"):
+    with pytest.raises(ValueError, match=r"3\.jsonl:3: not a JSON value"):
         read_dump(tmp_path)
 
 
