@@ -101,10 +101,14 @@ def test_logged_lambda_follows_the_methods_schedule(comparison, method, schedule
 
 
 def test_rlsd_runs_no_teacher_pass_once_lambda_is_zero(comparison):
-    """Issue 13: with K = 1, λ = 0.5, 0, 0 and no distillation loss, so the teacher is called on step 1 only;
-    the fields are still written for every row (the advantage step reads them: the run would fail otherwise)."""
+    """Issue 13: with K = 1, λ = 0.5, 0, 0 and no distillation loss, so the teacher is called on step 1 only —
+    when step 1 has a group with both outcomes (A ≠ 0 somewhere; CPU rollouts differ between launches, and a step
+    whose groups all tie has no row whose Â reads the teacher); the fields are still written for every row (the
+    advantage step reads them: the run would fail otherwise)."""
     rlsd = comparison[1]["rlsd"]
-    assert [rlsd[step]["rlrt/teacher_calls"] for step in STEPS["rlsd"]] == [1.0, 0.0, 0.0]
+    step_one_scores = rlsd[1]["rlrt/degenerate_group_frac"] < 1.0
+    assert [rlsd[step]["rlrt/teacher_calls"] for step in STEPS["rlsd"]] == [float(step_one_scores), 0.0, 0.0]
+    assert (rlsd[1]["rlrt/scored_rows"] > 0) == step_one_scores
     assert [rlsd[step]["rlrt/scored_rows"] for step in STEPS["rlsd"]][1:] == [0.0, 0.0]
 
 
