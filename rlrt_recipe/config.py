@@ -34,7 +34,7 @@ from rlrt_recipe.privileged import (
     default_privileged_budget,
     validate_templates,
 )
-from rlrt_recipe.signals import ADDITIVE_TERMS, DIRECTIONS, GATES, LAMBDA_SCHEDULES, lambda_at
+from rlrt_recipe.signals import ADDITIVE_TERMS, DIRECTIONS, GATES, LAMBDA_SCHEDULES, SPANS, lambda_at
 
 #: The advantage estimators this package registers with verl, each with the form of its advantage
 #: (docs/methods.md). The one list of method names: registrations, config checks and the per-node probe read it.
@@ -81,7 +81,7 @@ _MEMBER_DEFAULTS: dict[str, dict[str, Any]] = {
     "srpo": dict(context="rollout"),
 }
 _WEIGHT_FIELDS = ("direction", "gate", "eps_w", "correct_box", "incorrect_box", "lambda_schedule", "lambda_0",
-                  "lambda_decay_steps", "lambda_warmup_steps")
+                  "lambda_decay_steps", "lambda_warmup_steps", "confidence_min")
 #: Estimators that take the family's additive term (``additive``, λ_add = ``distill_adv_coef``).
 ADDITIVE_ESTIMATORS = ("rlrt", "rlsd", "grpo_opsd")
 _ENTROPY_BONUS_FIELDS = ("eb_alpha", "eb_kappa")
@@ -93,8 +93,9 @@ class RlrtConfig:
     """Settings of the self-distillation methods; every default reproduces the papers (or says "ours").
 
     Outcome: ``correct_threshold``.
-    Token weights (rlrt, rlsd): ``direction``, ``gate``, ``eps_w``, ``backbone_kind``, ``lambda_schedule``,
-    ``lambda_0``, ``lambda_decay_steps``.
+    Token weights (rlrt, rlsd): ``direction``, ``gate``, ``eps_w`` or ``correct_box``/``incorrect_box``,
+    ``backbone_kind``, ``lambda_schedule``, ``lambda_0``, ``lambda_decay_steps``, ``lambda_warmup_steps``,
+    ``confidence_min``; with grpo_opsd also ``span``, ``span_tags``, ``additive``.
     Distillation (opsd, grpo_opsd, the self_distill loss): ``distill_adv_coef``, ``distill_loss_coef``, ``distill_kl_type``,
     ``distill_loss_max_clamp``.
     Entropy bonus (grpo_eb): ``eb_alpha``, ``eb_kappa``.
@@ -118,6 +119,16 @@ class RlrtConfig:
     """[low, high] clip box of w on correct rows, with incorrect_box instead of eps_w (CAST, arXiv 2606.00172)."""
     incorrect_box: list[float] | None = None
     """[low, high] clip box of w on incorrect rows, with correct_box (CAST: [0.8, 1.05] and [0.95, 1.2])."""
+    span: str | None = None
+    """Which tokens are reweighted: all | thinking (strictly inside the first span_tags pair, to the end if unclosed) |
+    answer (after the first close tag; every token without one); null = all (the official RLSD code's thought_only is
+    thinking with span_tags [<thought>, </thought>])."""
+    span_tags: list[str] = field(default_factory=lambda: ["<think>", "</think>"])
+    """[open, close] tag strings of the thinking span, each tokenized without special additions; "" as open tag opens
+    the span at the first response token (templates that put <think> in the prompt, e.g. Qwen3-2507 thinking)."""
+    confidence_min: float | None = None
+    """g_min of the teacher-confidence factor G_t = max(g_min, 1 − H_T,t/log|V|) on the weight (GUI-SD's form), in
+    [0, 1]; the teacher's entropy comes from the same teacher pass; null = off (G_t = 1)."""
     backbone_kind: str = "base"
     """base | instruct | thinking: picks rlrt's eps_w (1.0 / 0.5 / 0.2) and λ schedule (constant / decay over 30 steps)."""
     lambda_schedule: str | None = None
@@ -197,6 +208,10 @@ class RlrtConfig:
             raise ValueError("rlrt.correct_box and rlrt.incorrect_box go together (CAST's two boxes); set both or neither")
         if self.correct_box is not None and self.eps_w is not None:
             raise ValueError("rlrt.eps_w and rlrt.correct_box/incorrect_box are two clip boxes; set one of them")
+        check_choice("rlrt.span", self.span, SPANS, nullable=True)
+        self.span_tags = _check_tags("span_tags", self.span_tags)
+        if self.confidence_min is not None and not (_is_number(self.confidence_min) and 0.0 <= self.confidence_min <= 1.0):
+            raise ValueError(f"rlrt.confidence_min must be in [0, 1] or null, got {self.confidence_min!r}")
         check_choice("rlrt.additive", self.additive, ADDITIVE_TERMS, nullable=True)
         check_choice("rlrt.backbone_kind", self.backbone_kind, BACKBONE_KINDS)
         check_choice("rlrt.lambda_schedule", self.lambda_schedule, LAMBDA_SCHEDULES, nullable=True)
@@ -253,7 +268,8 @@ class RlrtConfig:
                  loss_mode: str = "vanilla") -> RlrtConfig:
         """A copy with every null field filled for ``adv_estimator`` and the actor's ``loss_mode``; rejects weight,
         entropy-bonus and top-K settings it would ignore (a weight key set at all, the others set off their default)."""
-        defaults_of = {f.name: f.default for f in dataclasses.fields(self)}
+        defaults_of = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                       for f in dataclasses.fields(self)}
         for users, used, ignored in (
             (WEIGHTED_ESTIMATORS, adv_estimator, [k for k in _WEIGHT_FIELDS if getattr(self, k) is not None]),
             (ENTROPY_BONUS_ESTIMATORS, adv_estimator,
@@ -274,6 +290,12 @@ class RlrtConfig:
         if self.additive is not None and adv_estimator not in ADDITIVE_ESTIMATORS:
             raise ValueError(f"rlrt.additive only applies to algorithm.adv_estimator in {ADDITIVE_ESTIMATORS}, "
                              f"got adv_estimator={adv_estimator!r}; remove the key")
+        if self.span is not None and adv_estimator not in ADDITIVE_ESTIMATORS:
+            raise ValueError(f"rlrt.span only applies to algorithm.adv_estimator in {ADDITIVE_ESTIMATORS}, "
+                             f"got adv_estimator={adv_estimator!r}; remove the key")
+        if self.span_tags != defaults_of["span_tags"] and self.span not in ("thinking", "answer"):
+            raise ValueError(f"rlrt.span_tags={self.span_tags} only applies with rlrt.span=thinking or answer, "
+                             f"got rlrt.span={self.span!r}")
         member = loss_mode if loss_mode in TOPK_LOSS_MODES else adv_estimator
         defaults = dict(_MEMBER_DEFAULTS.get(member, {"context": "solution"}))
         if self.correct_box is not None:
@@ -354,6 +376,14 @@ def _check_box(key: str, value: Any) -> list[float] | None:
             and all(_is_number(v) and math.isfinite(v) for v in value) and 0.0 < value[0] <= 1.0 <= value[1]):
         raise ValueError(f"rlrt.{key} must be [low, high] with 0 < low <= 1 <= high, got {value!r}")
     return [float(v) for v in value]
+
+
+def _check_tags(key: str, value: Any) -> list[str]:
+    """[open, close] tag strings, the close tag non-empty, as a list of two str."""
+    if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, str) for v in value)
+            and value[1]):
+        raise ValueError(f"rlrt.{key} must be [open, close] tag strings with a non-empty close tag, got {value!r}")
+    return list(value)
 
 
 def _check_kwargs(key: str, value: Any) -> dict[str, Any] | None:

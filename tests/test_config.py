@@ -24,6 +24,11 @@ LENGTHS = dict(max_prompt_length=512, max_response_length=2048)
         ("correct_box", [1.1, 1.2], "rlrt.correct_box must be [low, high] with 0 < low <= 1 <= high, got [1.1, 1.2]"),
         ("incorrect_box", 0.9, "rlrt.incorrect_box must be [low, high]"),
         ("additive", "kl", "rlrt.additive must be one of delta, antisd or null, got 'kl'"),
+        ("span", "reasoning", "rlrt.span must be one of all, thinking, answer or null, got 'reasoning'"),
+        ("span_tags", ["<think>", ""], "rlrt.span_tags must be [open, close] tag strings with a non-empty close tag"),
+        ("span_tags", "<think>", "rlrt.span_tags must be [open, close] tag strings"),
+        ("confidence_min", 1.5, "rlrt.confidence_min must be in [0, 1] or null, got 1.5"),
+        ("confidence_min", "low", "rlrt.confidence_min must be in [0, 1] or null, got 'low'"),
         ("lambda_warmup_steps", 0, "rlrt.lambda_warmup_steps must be an integer >= 1, got 0"),
         ("lambda_0", -0.1, "rlrt.lambda_0 must be in [0, 1], got -0.1"),
         ("lambda_decay_steps", 0, "rlrt.lambda_decay_steps must be an integer >= 1, got 0"),
@@ -150,6 +155,23 @@ def test_family_keys_resolve_and_refuse_what_they_would_ignore():
     assert RlrtConfig().resolved("rlsd", **LENGTHS).additive is None
     with pytest.raises(ValueError, match=r"rlrt\.additive only applies"):
         RlrtConfig(additive="antisd").resolved("opsd", **LENGTHS)
+
+
+def test_span_and_confidence_keys_resolve_and_refuse_what_they_would_ignore():
+    """rlrt.span applies to rlrt, rlsd and grpo_opsd (the additive term too); its tags only with a span that reads
+    them; rlrt.confidence_min scales w, so rlrt and rlsd only; the official code's <thought> tags and an empty
+    open tag (the template opens the span) are accepted."""
+    official = RlrtConfig(span="thinking", span_tags=["<thought>", "</thought>"]).resolved("rlsd", **LENGTHS)
+    assert (official.span, official.span_tags) == ("thinking", ["<thought>", "</thought>"])
+    assert RlrtConfig(span="answer", span_tags=["", "</think>"]).resolved("grpo_opsd", **LENGTHS).span == "answer"
+    assert RlrtConfig(confidence_min=0.1).resolved("rlrt", **LENGTHS).confidence_min == 0.1
+    assert RlrtConfig().resolved("rlsd", **LENGTHS).span is None
+    with pytest.raises(ValueError, match=r"rlrt\.span only applies to algorithm\.adv_estimator"):
+        RlrtConfig(span="thinking").resolved("opsd", **LENGTHS)
+    with pytest.raises(ValueError, match=r"rlrt\.span_tags=\['<thought>', '</thought>'\] only applies with rlrt\.span"):
+        RlrtConfig(span_tags=["<thought>", "</thought>"]).resolved("rlsd", **LENGTHS)
+    with pytest.raises(ValueError, match=r"rlrt\.confidence_min only applies"):
+        RlrtConfig(confidence_min=0.1).resolved("grpo_opsd", **LENGTHS)
 
 
 def test_needs_teacher():

@@ -10,7 +10,7 @@ from torch.testing import assert_close
 from verl.trainer.config import AlgoConfig
 from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage, get_adv_estimator_fn
 
-from rlrt_recipe.config import ESTIMATOR_FORMS, RlrtConfig
+from rlrt_recipe.config import ESTIMATOR_FORMS, TEACHER_ESTIMATORS, RlrtConfig
 from rlrt_recipe.integration.estimators import estimator_inputs  # importing it registers the estimators
 
 NAMES = ("rlrt", "rlsd", "opsd", "grpo_opsd")
@@ -148,7 +148,10 @@ def test_keyword_inputs_are_the_signature(name):
     function's keyword-only parameters (a drift would be a TypeError mid-run, or an input never passed)."""
     parameters = inspect.signature(get_adv_estimator_fn(name)).parameters.values()
     keywords = [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
-    assert sorted(keywords) == sorted([*estimator_inputs(name), "rlrt_cfg"])
+    every_piece = RlrtConfig(span="thinking", confidence_min=0.1)  # turns on the optional inputs
+    expected = estimator_inputs(name, every_piece) if name in TEACHER_ESTIMATORS else estimator_inputs(name)
+    assert sorted(keywords) == sorted([*expected, "rlrt_cfg"])
+    assert set(estimator_inputs(name)) <= set(expected)
 
 
 def _written_out(adv, delta, mask, rows, low, high, lam, direction=1, lam_add=0.0, g=None):

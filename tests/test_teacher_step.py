@@ -35,8 +35,17 @@ def _sequence_log_probs(model, ids: torch.Tensor, temperature: float = 1.0) -> t
     return torch.cat([response_log_probs(model, ids[:1].tolist(), ids[1:].tolist(), temperature), torch.zeros(1)])
 
 
+def _sequence_entropy(model, ids: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Engine convention, as the log-probs: entry j = the entropy of p(· | ids[: j + 1]); the last entry is 0."""
+    with torch.no_grad():
+        log_p = torch.log_softmax(model(ids[None]).logits[0].float() / temperature, dim=-1)  # [L, V]
+    entropy = -(log_p.exp() * log_p).sum(-1)  # [L]
+    return torch.cat([entropy[:-1], torch.zeros(1)])
+
+
 class WorkerGroupStandIn:
-    """compute_log_prob's TensorDict interface over the tiny model; records what it was sent."""
+    """compute_log_prob's TensorDict interface over the tiny model (log-probs, and entropy when asked, as verl's
+    ``calculate_entropy``); records what it was sent."""
 
     def __init__(self, model, corrupt_row: int | None = None):
         self.model, self.corrupt_row, self.calls = model, corrupt_row, []
@@ -48,8 +57,11 @@ class WorkerGroupStandIn:
         rows = [_sequence_log_probs(self.model, ids, temperature) for ids in td["input_ids"].unbind()]
         if self.corrupt_row is not None:
             rows[self.corrupt_row][-2] = float("nan")  # the last response token's log-prob
-        return TensorDict({"log_probs": torch.nested.as_nested_tensor(rows, layout=torch.jagged)},
-                          batch_size=[len(rows)])
+        out = {"log_probs": torch.nested.as_nested_tensor(rows, layout=torch.jagged)}
+        if tu.get_non_tensor_data(td, "calculate_entropy", False):
+            entropy = [_sequence_entropy(self.model, ids, temperature) for ids in td["input_ids"].unbind()]
+            out["entropy"] = torch.nested.as_nested_tensor(entropy, layout=torch.jagged)
+        return TensorDict(out, batch_size=[len(rows)])
 
 
 def _stored_batch(model, tokenizer, *, scores, response_lens, uids, n_padding=0, ground_truths=ANSWERS,
@@ -141,6 +153,42 @@ def test_teacher_log_probs_equal_a_direct_forward(model_and_tokenizer):
         expected = _sequence_log_probs(model, ids)[len(prompt) - 1 : len(ids) - 1]
         assert_close(teacher[i], expected, atol=1e-5, rtol=0)
         assert not torch.allclose(teacher[i], old[i])  # the privileged answer changed the prompt
+
+
+def test_confidence_min_stores_the_teachers_entropy_from_the_same_pass(model_and_tokenizer):
+    """rlrt.confidence_min: the one teacher forward also returns the entropy (calculate_entropy), stored per response
+    token as teacher_entropy, equal to a direct forward's entropy over (privileged prompt + response) to 1e-5;
+    unscored rows carry 0 (G = 1); rlrt/teacher_entropy is its mean over the scored tokens. Without the key the
+    pass computes no entropy and stores no field."""
+    model, tokenizer = model_and_tokenizer
+    data, padding = _stored_batch(model, tokenizer, **MIXED)
+    worker = WorkerGroupStandIn(model)
+    fields, metrics = _step(tokenizer, "rlsd", confidence_min=0.2).run(data, padding, step=1,
+                                                                        compute_log_prob=worker.compute_log_prob)
+    assert len(worker.calls) == 1 and tu.get_non_tensor_data(worker.calls[0], "calculate_entropy", None) is True
+    entropy, scored = fields["teacher_entropy"].unbind(), fields["has_teacher"].tolist()
+    assert scored == [True, True, True, True, False, False]
+    expected_all = []
+    for i in range(6):
+        assert len(entropy[i]) == len(data["responses"].unbind()[i])
+        if not scored[i]:
+            assert torch.equal(entropy[i], torch.zeros(len(entropy[i])))
+            continue
+        row = privileged.RowInfo.from_fields(i, raw_prompt=data["raw_prompt"][i], reward_model=data["reward_model"][i],
+                                             extra_info={}, data_source="tiny", uid=data["uid"][i])
+        messages = privileged.teacher_messages(row, "answer", row.ground_truth, privileged.DEFAULT_TEMPLATES)
+        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+        ids = torch.cat([torch.tensor(list(prompt)), data["responses"].unbind()[i]])
+        expected = _sequence_entropy(model, ids)[len(prompt) - 1 : len(ids) - 1]
+        assert_close(entropy[i], expected, atol=1e-5, rtol=0)
+        assert (expected > 0).all()
+        expected_all.append(expected)
+    assert metrics["rlrt/teacher_entropy"] == pytest.approx(torch.cat(expected_all).mean().item(), abs=1e-5)
+
+    worker = WorkerGroupStandIn(model)
+    fields, metrics = _step(tokenizer, "rlsd").run(data, padding, step=1, compute_log_prob=worker.compute_log_prob)
+    assert tu.get_non_tensor_data(worker.calls[0], "calculate_entropy", None) is False
+    assert "teacher_entropy" not in fields.keys() and "rlrt/teacher_entropy" not in metrics
 
 
 def test_identity_template_gives_zero_gap(model_and_tokenizer):

@@ -17,17 +17,18 @@ import verl
 from omegaconf import OmegaConf
 from tensordict import NonTensorStack
 from torch.testing import assert_close
+from transformers import AutoConfig, AutoTokenizer
 from transfer_queue import KVBatchMeta
 from verl.trainer.ppo import core_algos
 from verl.trainer.ppo.v1.trainer_base import PPOTrainer
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
 from rlrt_recipe import signals
-from rlrt_recipe.config import load_rlrt_config
+from rlrt_recipe.config import RlrtConfig, load_rlrt_config
 from rlrt_recipe.integration import trainer as trainer_module
 from rlrt_recipe.integration.estimators import grpo_advantages
 from rlrt_recipe.integration.teacher import OUTPUT_FIELDS
-from rlrt_recipe.integration.trainer import RlrtSyncTrainer
+from rlrt_recipe.integration.trainer import RlrtSyncTrainer, estimator_constants
 
 VERL_CONFIG = Path(verl.__file__).parent / "trainer" / "config" / "_generated_ppo_trainer.yaml"
 # sha256 of inspect.getsource(PPOTrainer._compute_advantage), verl 0.9.1 (trainer_base.py:1743-1802).
@@ -119,8 +120,9 @@ def _config(adv_estimator, rlrt=None, **algorithm):
     return cfg
 
 
-def _run(monkeypatch, cfg, rows, *, global_steps=STEP):
-    """Store ``rows``, run RlrtSyncTrainer._compute_advantage on them; (store, keys, returned meta, metrics)."""
+def _run(monkeypatch, cfg, rows, *, global_steps=STEP, constants=None):
+    """Store ``rows``, run RlrtSyncTrainer._compute_advantage on them (with the run's ``estimator_constants``,
+    none by default); (store, keys, returned meta, metrics)."""
     store = InMemoryTransferQueue()
     monkeypatch.setattr(trainer_module, "tq", store)
     keys = [f"{uid}_{i}_0" for i, uid in enumerate(UIDS)]
@@ -131,6 +133,8 @@ def _run(monkeypatch, cfg, rows, *, global_steps=STEP):
     trainer.rlrt_cfg = load_rlrt_config(cfg)
     trainer.adv_estimator = str(cfg.algorithm.adv_estimator)
     trainer.global_steps = global_steps
+    trainer.estimator_constants = constants or {"span_tag_ids": None, "vocab_size": None}
+    trainer._warned_empty_span = False
     if cfg.algorithm.use_kl_in_reward:  # as PPOTrainer.__init__ builds it
         trainer.kl_ctrl_in_reward = core_algos.get_kl_controller(cfg.algorithm.kl_ctrl)
     metrics = {}
@@ -230,6 +234,103 @@ def test_stored_advantages_are_the_formulas(monkeypatch, name):
         assert load_rlrt_config(cfg).lambda_at(STEP) == LAMBDA_AT_STEP
         assert load_rlrt_config(cfg).lambda_at(STEP - 1) == LAMBDA_AT_STALE_STEP
         assert metrics["rlrt/lambda"] == LAMBDA_AT_STEP
+
+
+OPEN, CLOSE, VOCAB = 7, 8, 50  # tag ids of the span test and |V|
+
+
+def _tagged_responses(old, gen):
+    """Response ids in [10, 50) with, on rows long enough, the open tag first and the close tag at position 3."""
+    ids = torch.randint(10, VOCAB, old.shape, generator=gen)
+    if len(ids) >= 5:
+        ids[0], ids[3] = OPEN, CLOSE
+    return ids
+
+
+@pytest.mark.parametrize("name, span", [("rlsd", "thinking"), ("rlrt", "answer"), ("grpo_opsd", "thinking")])
+def test_span_and_confidence_reach_the_estimator(monkeypatch, name, span):
+    """rlrt.span cuts S_tok from verl's stored response ids with the run's tag ids; rlrt.confidence_min reads the
+    teacher step's teacher_entropy with |V| (rlrt, rlsd): the stored Â is family_advantages with those pieces, and
+    differs from Â without them."""
+    section = dict(RLRT_SECTIONS[name], span=span)
+    if name != "grpo_opsd":
+        section["confidence_min"] = 0.3
+    cfg = _config(name, section)
+    rows = _stored_batch(responses=_tagged_responses,
+                         teacher_entropy=lambda old, gen: torch.rand(old.shape, generator=gen) * 4)
+    constants = {"span_tag_ids": ([OPEN], [CLOSE]), "vocab_size": VOCAB}
+    store, keys, _, metrics = _run(monkeypatch, cfg, rows, constants=constants)
+
+    rlrt_cfg, mask = load_rlrt_config(cfg), _padded(rows, "response_mask")  # [B, T]
+    responses = _padded(rows, "responses").long()  # [B, T]
+    tokens = signals.span_mask(responses, mask, span=span, open_ids=[OPEN], close_ids=[CLOSE])  # [B, T]
+    assert 0 < tokens.sum() < mask.sum()  # the span keeps some response tokens, not all
+    confidence = None
+    if name != "grpo_opsd":
+        confidence = signals.teacher_confidence(_padded(rows, "teacher_entropy"), mask, vocab_size=VOCAB, g_min=0.3)
+    delta = signals.privileged_gain(_padded(rows, "teacher_log_probs"), _padded(rows, "old_log_probs"))  # [B, T]
+    grpo = grpo_advantages(_padded(rows, "rm_scores"), mask, np.array(UIDS, dtype=object), cfg.algorithm)  # [B, T]
+    correct, has_teacher = torch.tensor(CORRECT), torch.tensor(HAS_TEACHER)
+    if name == "grpo_opsd":
+        gate, box, lam, lam_add = torch.ones(len(UIDS), dtype=torch.bool), (torch.ones(6), torch.ones(6)), 0.0, 0.1
+    else:
+        gate = signals.selected_rows(rlrt_cfg.gate, correct=correct, has_teacher=has_teacher, group=UIDS,
+                                     adv_sign=grpo.sum(-1).sign())
+        box, lam, lam_add = signals.clip_box(correct, eps_w=rlrt_cfg.eps_w), LAMBDA_AT_STEP, 0.0
+    low, high = box
+    expected = signals.family_advantages(
+        delta, grpo, mask, rows=gate, tokens=tokens, direction=rlrt_cfg.direction or 1, low=low, high=high, lam=lam,
+        confidence=confidence, lam_add=lam_add, additive=rlrt_cfg.additive)  # [B, T]
+    _assert_rows(_stored(store, keys, "advantages"), expected)
+    without = _expected(name, _config(name, RLRT_SECTIONS[name]), rows, _padded(rows, "rm_scores"))  # [B, T]
+    assert not torch.allclose(expected, without)
+    scored = mask.bool() & has_teacher[:, None]  # [B, T]
+    assert metrics["rlrt/span_token_frac"] == pytest.approx(tokens[scored].float().mean().item())
+    if confidence is None:
+        assert "rlrt/confidence_mean" not in metrics
+    else:
+        assert metrics["rlrt/confidence_mean"] == pytest.approx(confidence[scored].mean().item())
+        assert 0.3 <= metrics["rlrt/confidence_mean"] < 1.0
+
+
+def test_estimator_constants_tokenize_the_tags_and_read_the_vocabulary(tiny_model_dir, caplog):
+    """The trainer's constant inputs: <think>/</think> are single added tokens of the tiny tokenizer (as Qwen3's),
+    decoded back to the tag; a tag of several tokens (<thought> here) is used as that sequence and logged; an empty
+    open tag gives no ids; |V| is the model config's vocab_size."""
+    tokenizer, hf_config = AutoTokenizer.from_pretrained(tiny_model_dir), AutoConfig.from_pretrained(tiny_model_dir)
+    constants = estimator_constants(RlrtConfig(span="thinking", confidence_min=0.1), tokenizer, hf_config)
+    (open_ids, close_ids), vocab = constants["span_tag_ids"], constants["vocab_size"]
+    assert len(open_ids) == len(close_ids) == 1
+    assert (tokenizer.decode(open_ids), tokenizer.decode(close_ids)) == ("<think>", "</think>")
+    assert vocab == hf_config.vocab_size and vocab >= len(tokenizer)
+    with caplog.at_level("WARNING", logger="rlrt_recipe"):
+        official = estimator_constants(RlrtConfig(span="thinking", span_tags=["<thought>", "</thought>"]), tokenizer,
+                                       hf_config)["span_tag_ids"]
+    assert len(official[0]) > 1 and tokenizer.decode(official[0]) == "<thought>"
+    assert "'<thought>' is" in caplog.text
+    assert estimator_constants(RlrtConfig(span="thinking", span_tags=["", "</think>"]), tokenizer,
+                               hf_config)["span_tag_ids"][0] == []
+
+
+def test_a_span_whose_tags_never_match_is_logged_as_zero_and_warned(monkeypatch, caplog):
+    """Tags absent from every response: no token is reweighted (Â = A), rlrt/span_token_frac = 0 and one warning."""
+    cfg = _config("rlsd", dict(RLRT_SECTIONS["rlsd"], span="thinking"))
+    rows = _stored_batch(responses=_tagged_responses)
+    with caplog.at_level("WARNING", logger="rlrt_recipe"):
+        store, keys, _, metrics = _run(monkeypatch, cfg, rows, constants={"span_tag_ids": ([3], [4]), "vocab_size": None})
+    assert metrics["rlrt/span_token_frac"] == 0.0
+    assert "no response token of step 2 lies in the span" in caplog.text
+    grpo = grpo_advantages(_padded(rows, "rm_scores"), _padded(rows, "response_mask"), np.array(UIDS, dtype=object),
+                           cfg.algorithm)  # [B, T]
+    _assert_rows(_stored(store, keys, "advantages"), grpo)
+
+
+def test_span_without_the_response_ids_names_the_missing_input(monkeypatch):
+    """A run whose estimator constants lack the tag ids stops naming them (the trainer builds them at init)."""
+    cfg = _config("rlsd", dict(RLRT_SECTIONS["rlsd"], span="thinking"))
+    rows = _stored_batch(responses=_tagged_responses)
+    with pytest.raises(ValueError, match=r"called without span_tag_ids"):
+        _run(monkeypatch, cfg, rows)
 
 
 @pytest.mark.parametrize("norm", [True, False])

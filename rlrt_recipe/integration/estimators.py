@@ -4,7 +4,10 @@ Each computes verl's GRPO outcome advantage A with verl's own ``compute_grpo_out
 none) and reshapes it per token with ``rlrt_recipe.signals``. Signatures (docs/methods.md, "Contracts"):
 
     fn(token_level_rewards, response_mask, index, config=None, *, old_log_probs, teacher_log_probs,
-       correct, has_teacher, global_step, rlrt_cfg) -> (advantages, returns)       the teacher forms
+       correct, has_teacher, global_step, rlrt_cfg,
+       [responses, span_tag_ids]          with rlrt.span thinking/answer
+       [teacher_entropy, vocab_size]      with rlrt.confidence_min
+       ) -> (advantages, returns)                                                    the teacher forms
     fn(token_level_rewards, response_mask, index, config=None, *, entropy, rlrt_cfg)  grpo_eb
 
 verl's stock trainers pass only the first four arguments; the keyword inputs (``INPUTS_OF_FORM``) come from the
@@ -39,17 +42,19 @@ def grpo_advantages(
     return advantages
 
 
-def _reweighted(delta, response_mask, grpo, *, correct, has_teacher, global_step, rlrt_cfg, index) -> torch.Tensor:
+def _reweighted(delta, response_mask, grpo, *, correct, has_teacher, global_step, rlrt_cfg, index,
+                tokens, confidence) -> torch.Tensor:
     """rlrt, rlsd: the token-weight family with the member's settings (docs/methods.md, "The token-weight family"):
-    Â_t = A·m_t + S_t·λ_add·g(Δ_t), m_t = 1 + S_t·λ_k·(w_t − 1), S_t the rows of ``rlrt.gate``."""
+    Â_t = A·m_t + S_t·λ_add·g(Δ_t), m_t = 1 + S_t·λ_k·(G_t·w_t − 1), S_t the rows of ``rlrt.gate`` and the tokens of
+    ``rlrt.span``, G_t the teacher confidence (``rlrt.confidence_min``)."""
     adv = grpo()  # [B, T]
     cfg = rlrt_cfg
     rows = signals.selected_rows(cfg.gate, correct=correct, has_teacher=has_teacher, adv_sign=_row_sign(adv, response_mask),
                                  group=list(index))  # [B]
     low, high = _box(cfg, correct)  # [B] each
     return signals.family_advantages(
-        delta, adv, response_mask, rows=rows, tokens=None, direction=cfg.direction, low=low, high=high,
-        lam=cfg.lambda_at(global_step), confidence=None,
+        delta, adv, response_mask, rows=rows, tokens=tokens, direction=cfg.direction, low=low, high=high,
+        lam=cfg.lambda_at(global_step), confidence=confidence,
         lam_add=cfg.distill_adv_coef if cfg.additive else 0.0, additive=cfg.additive,
     )  # [B, T]
 
@@ -59,16 +64,34 @@ def _opsd(delta, response_mask, grpo, *, rlrt_cfg, **_) -> torch.Tensor:
     return signals.opsd_advantages(delta, response_mask)
 
 
-def _grpo_opsd(delta, response_mask, grpo, *, rlrt_cfg, has_teacher, **_) -> torch.Tensor:
-    """grpo_opsd: the family's additive member, Â_t = A + λ_add·g(Δ_t) with λ_add = rlrt.distill_adv_coef and g =
-    Δ (the default, ``rlrt.additive=delta``) or AntiSD's term; rows without a teacher carry Δ = 0, so g = 0 there."""
+def _grpo_opsd(delta, response_mask, grpo, *, rlrt_cfg, has_teacher, tokens, **_) -> torch.Tensor:
+    """grpo_opsd: the family's additive member, Â_t = A + S_t·λ_add·g(Δ_t) with λ_add = rlrt.distill_adv_coef, g =
+    Δ (the default, ``rlrt.additive=delta``) or AntiSD's term and S_t the tokens of ``rlrt.span``; rows without a
+    teacher carry Δ = 0, so g = 0 there."""
     adv = grpo()  # [B, T]
     box = torch.ones(delta.shape[0])  # [B]: with λ = 0 no weight is formed
     rows = torch.ones(delta.shape[0], dtype=torch.bool)  # [B]
     return signals.family_advantages(
-        delta, adv, response_mask, rows=rows, tokens=None, direction=1, low=box, high=box, lam=0.0, confidence=None,
+        delta, adv, response_mask, rows=rows, tokens=tokens, direction=1, low=box, high=box, lam=0.0, confidence=None,
         lam_add=rlrt_cfg.distill_adv_coef, additive=rlrt_cfg.additive,
     )  # [B, T]
+
+
+def span_tokens(cfg: RlrtConfig, responses: torch.Tensor | None, response_mask: torch.Tensor,
+                span_tag_ids: tuple[list[int], list[int]] | None) -> torch.Tensor | None:
+    """S_tok [B, T] of ``rlrt.span`` over the response ids (``signals.span_mask``), None for every token."""
+    if cfg.span in (None, "all"):
+        return None
+    open_ids, close_ids = span_tag_ids
+    return signals.span_mask(responses, response_mask, span=cfg.span, open_ids=open_ids, close_ids=close_ids)
+
+
+def confidence_factor(cfg: RlrtConfig, teacher_entropy: torch.Tensor | None, response_mask: torch.Tensor,
+                      vocab_size: int | None) -> torch.Tensor | None:
+    """G_t [B, T] = max(g_min, 1 − H_T,t/log|V|) with g_min = ``rlrt.confidence_min``, None when it is off."""
+    if cfg.confidence_min is None:
+        return None
+    return signals.teacher_confidence(teacher_entropy, response_mask, vocab_size=vocab_size, g_min=cfg.confidence_min)
 
 
 def _row_sign(adv: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
@@ -86,18 +109,31 @@ def _box(cfg: RlrtConfig, correct: torch.Tensor) -> tuple[torch.Tensor, torch.Te
 _ADVANTAGE_OF_FORM = {"reweighted": _reweighted, "gain": _opsd, "grpo_plus_gain": _grpo_opsd}
 
 #: The keyword inputs of each form of advantage besides ``rlrt_cfg``: each is a TransferQueue field of the same name,
-#: which the rlrt_sync trainer reads and passes, except ``global_step`` (``STEP_INPUT``, verl's step counter).
-STEP_INPUT = "global_step"
+#: which the rlrt_sync trainer reads and passes, except the ``TRAINER_INPUTS`` it holds itself.
+STEP_INPUT = "global_step"  # verl's step counter
+#: Inputs the trainer passes from its own state: the step, the span's tag ids (``rlrt.span_tags`` tokenized) and the
+#: model's vocabulary size |V| (the entropy's range).
+TRAINER_INPUTS = (STEP_INPUT, "span_tag_ids", "vocab_size")
 _TEACHER_INPUTS = ("old_log_probs", "teacher_log_probs", "correct", "has_teacher", STEP_INPUT)
 INPUTS_OF_FORM: dict[str, tuple[str, ...]] = {
     **{form: _TEACHER_INPUTS for form in _ADVANTAGE_OF_FORM},
     "entropy_bonus": ("entropy",),  # θ_old's token entropy, stored by verl's old-log-prob pass
 }
+#: Extra inputs of the family's optional pieces: the response ids for ``rlrt.span``, the teacher's token entropy
+#: (written by the teacher step) for ``rlrt.confidence_min``.
+SPAN_INPUTS = ("responses", "span_tag_ids")
+CONFIDENCE_INPUTS = ("teacher_entropy", "vocab_size")
 
 
-def estimator_inputs(name: str) -> tuple[str, ...]:
-    """The keyword inputs of our estimator ``name`` besides ``rlrt_cfg`` (``INPUTS_OF_FORM``)."""
-    return INPUTS_OF_FORM[ESTIMATOR_FORMS[name]]
+def estimator_inputs(name: str, rlrt_cfg: RlrtConfig | None = None) -> tuple[str, ...]:
+    """The keyword inputs of our estimator ``name`` besides ``rlrt_cfg`` (``INPUTS_OF_FORM``), with those of the
+    optional pieces ``rlrt_cfg`` turns on."""
+    inputs = INPUTS_OF_FORM[ESTIMATOR_FORMS[name]]
+    if rlrt_cfg is not None and rlrt_cfg.span not in (None, "all"):
+        inputs += SPAN_INPUTS
+    if rlrt_cfg is not None and rlrt_cfg.confidence_min is not None:
+        inputs += CONFIDENCE_INPUTS
+    return inputs
 
 
 def _check_inputs(name: str, given: dict[str, Any], needs: str) -> None:
@@ -129,10 +165,19 @@ def _teacher_estimator(name: str):
         has_teacher: torch.Tensor | None = None,
         global_step: int | None = None,
         rlrt_cfg: RlrtConfig | None = None,
+        responses: torch.Tensor | None = None,
+        span_tag_ids: tuple[list[int], list[int]] | None = None,
+        teacher_entropy: torch.Tensor | None = None,
+        vocab_size: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         given = dict(old_log_probs=old_log_probs, teacher_log_probs=teacher_log_probs, correct=correct,
                      has_teacher=has_teacher, global_step=global_step, rlrt_cfg=rlrt_cfg)
         _check_inputs(name, given, "the teacher step")
+        optional = dict(responses=responses, span_tag_ids=span_tag_ids, teacher_entropy=teacher_entropy,
+                        vocab_size=vocab_size)
+        needed = estimator_inputs(name, rlrt_cfg)
+        _check_inputs(name, {**{k: v for k, v in optional.items() if k in needed}, "rlrt_cfg": rlrt_cfg},
+                      "the inputs of rlrt.span and rlrt.confidence_min")
         delta = signals.privileged_gain(teacher_log_probs, old_log_probs)  # [B, T]
 
         def grpo() -> torch.Tensor:
@@ -141,6 +186,8 @@ def _teacher_estimator(name: str):
         adv_hat = advantage_of(
             delta, response_mask, grpo, correct=correct.bool(), has_teacher=has_teacher.bool(),
             global_step=global_step, rlrt_cfg=rlrt_cfg, index=index,
+            tokens=span_tokens(rlrt_cfg, responses, response_mask, span_tag_ids),
+            confidence=confidence_factor(rlrt_cfg, teacher_entropy, response_mask, vocab_size),
         )  # [B, T]
         return adv_hat, adv_hat
 

@@ -53,6 +53,8 @@ INPUT_FIELDS = (
 )
 #: Fields it writes for every row.
 OUTPUT_FIELDS = ("teacher_log_probs", "has_teacher", "correct")
+#: And with ``rlrt.confidence_min``: the teacher's entropy H_T per response token (0 on rows it does not score).
+TEACHER_ENTROPY_FIELD = topk.TEACHER_ENTROPY
 #: Rollouts the ``rlrt/leak_cue_rate`` probe decodes per step at most (``leak_probe_rows``).
 LEAK_PROBE_ROWS = 64
 
@@ -310,10 +312,10 @@ def _check_ends_with(ids: list[int], suffix: list[int], whose: str, row: privile
 
 
 def build_teacher_batch(prompt_ids: Sequence[list[int]], response_ids: Sequence[torch.Tensor],
-                        layout: TeacherBatchLayout, pad_id: int) -> TensorDict:
+                        layout: TeacherBatchLayout, pad_id: int, *, calculate_entropy: bool = False) -> TensorDict:
     """The ``compute_log_prob`` input (verl's NO_PADDING layout, ``topk.rows_batch``): rows ``prompt ‖ response``,
     the response mask over the response, then minimal mask-0 rows up to ``layout.multiple()`` for the data-parallel
-    split."""
+    split; with ``calculate_entropy`` verl's forward also returns each position's entropy (``entropy``)."""
     prompts = [torch.tensor(p, dtype=torch.int64) for p in prompt_ids]
     responses = list(response_ids)
     masks = [torch.ones(len(r), dtype=torch.int64) for r in responses]
@@ -322,7 +324,7 @@ def build_teacher_batch(prompt_ids: Sequence[list[int]], response_ids: Sequence[
     prompts += [pad] * n_pad  # minimal rows for the data-parallel split; never read back
     responses += [pad] * n_pad
     masks += [torch.zeros(1, dtype=torch.int64)] * n_pad
-    meta: dict[str, Any] = dict(compute_loss=False, calculate_entropy=False)
+    meta: dict[str, Any] = dict(compute_loss=False, calculate_entropy=calculate_entropy)
     if layout.max_token_len_per_gpu:
         longest = max(len(p) + len(r) for p, r in zip(prompts, responses))
         meta["max_token_len_per_gpu"] = max(layout.max_token_len_per_gpu, longest)
@@ -331,10 +333,11 @@ def build_teacher_batch(prompt_ids: Sequence[list[int]], response_ids: Sequence[
     return topk.rows_batch(prompts, responses, temperature=layout.temperature, response_masks=masks, **meta)
 
 
-def response_log_probs(output: TensorDict, batch: TensorDict, n_rows: int) -> list[torch.Tensor]:
-    """τ over each of the first ``n_rows`` responses of ``batch``, sliced from the end of each row of the
-    engine's full-sequence ``log_probs`` (so τ_t aligns with s_t whatever the prompt lengths)."""
-    return list(response_from_nested(output["log_probs"], batch["response_mask"]).unbind()[:n_rows])
+def response_log_probs(output: TensorDict, batch: TensorDict, n_rows: int, key: str = "log_probs") -> list[torch.Tensor]:
+    """τ (or the ``key`` output, e.g. ``entropy``) over each of the first ``n_rows`` responses of ``batch``, sliced
+    from the end of each row of the engine's full-sequence output (so τ_t aligns with s_t whatever the prompt
+    lengths)."""
+    return list(response_from_nested(output[key], batch["response_mask"]).unbind()[:n_rows])
 
 
 def check_finite(teacher: Sequence[torch.Tensor], old: Sequence[torch.Tensor], response_mask: torch.Tensor,
@@ -417,6 +420,7 @@ class TeacherStep:
         self.context = rlrt_cfg.context or "solution"
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.eos_token_ids = set(eos_token_ids) if eos_token_ids else {tokenizer.eos_token_id}
+        self.teacher_entropy = rlrt_cfg.confidence_min is not None  # G_t reads H_T from this pass
         self._warned_16_bit = False
 
     def run(self, data: TensorDict, is_padding: Sequence[bool], step: int, compute_log_prob: ComputeLogProb | None,
@@ -458,7 +462,7 @@ class TeacherStep:
                 appended_tokens=[len(tail) for tail in tails],
             )
         teacher_rows = [i for i, ctx in enumerate(contexts) if ctx.messages is not None]
-        teacher_prompts, scored_log_probs, rows_sent = [], [], 0
+        teacher_prompts, scored_log_probs, scored_entropy, rows_sent = [], [], [], 0
         if teacher_rows:  # no batch and no call when no row needs τ (e.g. once λ = 0)
             with simple_timer("batch", timing):
                 teacher_prompts = [teacher_prompt_ids(contexts[i].messages, rows[i], tails[i], self.render,
@@ -466,11 +470,15 @@ class TeacherStep:
                                    for i in teacher_rows]
                 if score_rows is None:
                     teacher_responses = [responses[i] for i in teacher_rows]
-                    batch = build_teacher_batch(teacher_prompts, teacher_responses, self.layout, self.pad_id)
+                    batch = build_teacher_batch(teacher_prompts, teacher_responses, self.layout, self.pad_id,
+                                                calculate_entropy=self.teacher_entropy)
                     rows_sent = len(batch)  # data-parallel padding included
             with simple_timer("forward", timing):
                 if score_rows is None:
-                    scored_log_probs = response_log_probs(compute_log_prob(batch), batch, len(teacher_rows))
+                    output = compute_log_prob(batch)
+                    scored_log_probs = response_log_probs(output, batch, len(teacher_rows))
+                    if self.teacher_entropy:
+                        scored_entropy = response_log_probs(output, batch, len(teacher_rows), key="entropy")
                 else:
                     scored_log_probs, rows_sent = score_rows(teacher_rows, teacher_prompts)
         with simple_timer("outputs", timing):
@@ -484,6 +492,11 @@ class TeacherStep:
             self.warn_once_if_16_bit(data["old_log_probs"].dtype, *(lp.dtype for lp in scored_log_probs[:1]))
             fields = TensorDict({"teacher_log_probs": tu.nested_tensor_from_tensor_list(teacher),
                                  "has_teacher": has_teacher, "correct": correct}, batch_size=[n])
+            if self.teacher_entropy:
+                entropy = [torch.zeros(len(lp), dtype=torch.float32) for lp in old]  # H = 0: G = 1 on unscored rows
+                for i, values in zip(teacher_rows, scored_entropy):
+                    entropy[i] = values.float()
+                fields[TEACHER_ENTROPY_FIELD] = tu.nested_tensor_from_tensor_list(entropy)
         with simple_timer("metrics", timing):
             metrics = teacher_metrics(
                 uids=uids, real=real, correct=correct, scores=scores, gate=cfg.gate, contexts=contexts,
@@ -494,6 +507,9 @@ class TeacherStep:
             means = scored_log_prob_means(tu.nested_tensor_from_tensor_list(teacher).to_padded_tensor(0.0), padded["old_log_probs"],
                                           response_mask, has_teacher)
             metrics.update({f"rlrt/{key}": value for key, value in means.items()})
+            real_entropy = [h.float() for h, i in zip(scored_entropy, teacher_rows) if real[i]]
+            if real_entropy:  # H_T over the scored tokens of real rows (the factor's input)
+                metrics["rlrt/teacher_entropy"] = float(torch.cat(real_entropy).mean())
         metrics.update({
             "rlrt/teacher_calls": float(bool(teacher_rows)),
             "rlrt/teacher_rows_sent": float(rows_sent),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import numpy as np
 import ray
@@ -45,6 +46,7 @@ from rlrt_recipe.config import (
     REFERENCE_TEACHERS,
     TOPK_LOSS_MODES,
     WEIGHTED_ESTIMATORS,
+    RlrtConfig,
     load_rlrt_config,
     policy_loss_mode,
 )
@@ -53,7 +55,14 @@ from rlrt_recipe.integration.loss import installed_loss_fn
 from rlrt_recipe.integration.preflight import SINGLE_TURN_AGENT, preflight_train_dataset
 from rlrt_recipe.integration.registry import missing_registrations
 from rlrt_recipe.integration.worker import TOPK_SELECT_FLAG, TOPK_UPDATE_FLAG, RlrtActorRolloutRefWorker
-from rlrt_recipe.integration.estimators import STEP_INPUT, estimator_inputs, grpo_advantages
+from rlrt_recipe.integration.estimators import (
+    STEP_INPUT,
+    TRAINER_INPUTS,
+    confidence_factor,
+    estimator_inputs,
+    grpo_advantages,
+    span_tokens,
+)
 from rlrt_recipe.integration.teacher import (
     INPUT_FIELDS,
     OUTPUT_FIELDS,
@@ -215,6 +224,7 @@ class RlrtSyncTrainer(PPOTrainerSync):
         self.teacher_on_reference = (self.teacher_enabled and self.rlrt_cfg.teacher in REFERENCE_TEACHERS
                                      and not _lora_rank(config.actor_rollout_ref.model))
         self._teacher_refreshed_at: int | None = None
+        self._warned_empty_span = False
         super().__init__(config)
 
     @property
@@ -270,6 +280,7 @@ class RlrtSyncTrainer(PPOTrainerSync):
 
     def on_init_end(self):
         super().on_init_end()
+        self.estimator_constants = estimator_constants(self.rlrt_cfg, self.tokenizer, self.hf_config)
         _check_registrations_on_trainer_nodes(self.resource_pool_manager)
         actor_cfg = omega_conf_to_dataclass(self.config.actor_rollout_ref.actor)
         if actor_cfg.policy_loss.loss_mode in (DISTILL_LOSS_MODE, *TOPK_LOSS_MODES):  # the registered losses need ours
@@ -457,8 +468,8 @@ class RlrtSyncTrainer(PPOTrainerSync):
         # verl's list without "values" (only GAE reads it); TransferQueue leaves out the fields a run does not
         # store: ref_log_prob (read by apply_kl_penalty), rollout_log_probs (by the rollout correction).
         fields = ["uid", "response_mask", "rm_scores", "rollout_log_probs", "old_log_probs", "ref_log_prob"]
-        inputs = estimator_inputs(self.adv_estimator)  # the estimator's keywords besides rlrt_cfg
-        stored_inputs = [name for name in inputs if name != STEP_INPUT]  # those read from TransferQueue
+        inputs = estimator_inputs(self.adv_estimator, self.rlrt_cfg)  # the estimator's keywords besides rlrt_cfg
+        stored_inputs = [name for name in inputs if name not in TRAINER_INPUTS]  # those read from TransferQueue
         fields += [name for name in stored_inputs if name not in fields]
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
         _require_fields(data, ("response_mask", "rm_scores", "old_log_probs", *stored_inputs), "the advantage")
@@ -481,7 +492,8 @@ class RlrtSyncTrainer(PPOTrainerSync):
             metrics.update(is_metrics)
 
         padded = data.batch
-        keywords = {name: self.global_steps if name == STEP_INPUT else padded[name] for name in inputs}
+        held = {STEP_INPUT: self.global_steps, **self.estimator_constants}  # the TRAINER_INPUTS
+        keywords = {name: held[name] if name in TRAINER_INPUTS else padded[name] for name in inputs}
         advantages, returns = get_adv_estimator_fn(self.adv_estimator)(
             padded["token_level_rewards"], padded["response_mask"], data.non_tensor_batch["uid"], algorithm,
             rlrt_cfg=self.rlrt_cfg, **keywords,
@@ -521,7 +533,52 @@ class RlrtSyncTrainer(PPOTrainerSync):
         metrics = {f"rlrt/{key}": value for key, value in stats.items()}
         if weighted:
             metrics["rlrt/lambda"] = cfg.lambda_at(self.global_steps)
+        metrics.update(self._piece_metrics(padded))
         return metrics
+
+    def _piece_metrics(self, padded: TensorDict) -> dict[str, float]:
+        """Over the response tokens of rows with a teacher: ``rlrt/span_token_frac``, the share inside ``rlrt.span``
+        (0 means the tags never matched: warned once), and ``rlrt/confidence_mean``, the mean G_t."""
+        cfg, constants = self.rlrt_cfg, self.estimator_constants
+        scored = padded["response_mask"].bool() & padded["has_teacher"].bool()[:, None]  # [B, T]
+        if not scored.any():
+            return {}
+        metrics = {}
+        tokens = span_tokens(cfg, padded.get("responses", None), padded["response_mask"],
+                             constants["span_tag_ids"])
+        if tokens is not None:
+            metrics["rlrt/span_token_frac"] = float(tokens[scored].float().mean())
+            if metrics["rlrt/span_token_frac"] == 0.0 and not self._warned_empty_span:
+                self._warned_empty_span = True
+                logger.warning("rlrt.span=%s: no response token of step %d lies in the span of rlrt.span_tags=%s "
+                               "(ids %s): check the tags against the model's output", cfg.span, self.global_steps,
+                               cfg.span_tags, constants["span_tag_ids"])
+        confidence = confidence_factor(cfg, padded.get("teacher_entropy", None), padded["response_mask"],
+                                       constants["vocab_size"])
+        if confidence is not None:
+            metrics["rlrt/confidence_mean"] = float(confidence[scored].mean())
+        return metrics
+
+
+def estimator_constants(rlrt_cfg: RlrtConfig, tokenizer: Any, hf_config: Any) -> dict[str, Any]:
+    """The estimator inputs fixed for a run (``TRAINER_INPUTS`` besides the step): ``span_tag_ids``, the
+    ``rlrt.span_tags`` strings tokenized alone (no special tokens added), and ``vocab_size``, |V| of the model's
+    logits (the text config's ``vocab_size``; multimodal configs nest it)."""
+    open_tag, close_tag = rlrt_cfg.span_tags
+    tag_ids = tuple(tokenizer.encode(tag, add_special_tokens=False) if tag else [] for tag in (open_tag, close_tag))
+    if rlrt_cfg.span in ("thinking", "answer"):
+        if not tag_ids[1]:
+            raise ValueError(f"rlrt.span_tags close tag {close_tag!r} tokenizes to no token ids")
+        for tag, ids in zip((open_tag, close_tag), tag_ids):
+            if len(ids) > 1:
+                logger.warning("rlrt.span_tags: %r is %d tokens %s, matched as that id sequence; a tokenizer can "
+                               "merge it differently in context (single added tokens, as Qwen3's <think>, are exact)",
+                               tag, len(ids), ids)
+    vocab_size = getattr(hf_config.get_text_config(), "vocab_size", None)
+    if rlrt_cfg.confidence_min is not None and not vocab_size:
+        raise ValueError("rlrt.confidence_min needs the model's vocab_size (G_t = max(g_min, 1 − H/log|V|)), "
+                         f"but the model config {type(hf_config).__name__} has none")
+    return {"span_tag_ids": tag_ids, "vocab_size": vocab_size}
 
 
 def reward_timeout_metrics(batch: KVBatchMeta) -> dict[str, float]:
