@@ -1,10 +1,10 @@
-"""Shared fixtures: a tiny random Qwen2 model and tiny math parquet files, built once per session."""
+"""Shared fixtures: tiny random Qwen2 and Qwen3-VL models and tiny math parquet files, built once per session."""
 
 from __future__ import annotations
 
 import pytest
 
-from rlrt_recipe.testing import TinyModelSpec, build_tiny_model, write_math_parquet
+from rlrt_recipe.testing import TinyModelSpec, TinyVLSpec, build_tiny_model, build_tiny_vl_model, write_math_parquet
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +39,13 @@ def toy_warm_start(tmp_path_factory) -> dict:
     summary = warm_start(root / "model")
     task.write_rl_data(root / "data")
     return {"summary": summary, "model_dir": str(root / "model"), "data_dir": str(root / "data")}
+
+
+@pytest.fixture(scope="session")
+def tiny_vl_model_dir(tmp_path_factory) -> str:
+    """Default TinyVLSpec (≈0.22 M parameters, Qwen3-VL, Qwen-VL chat template, PIL image processor). Without
+    torchvision, transformers can build (and load) its processor only with the CPU backend's video-processor fix."""
+    from rlrt_recipe.cpu.vision import use_real_video_processor
+
+    use_real_video_processor()
+    return build_tiny_vl_model(tmp_path_factory.mktemp("tiny_vl_model"), TinyVLSpec())

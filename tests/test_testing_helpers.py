@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pandas as pd
-from transformers import AutoTokenizer
+import pytest
+from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer, GenerationConfig
 
-from rlrt_recipe.testing import DATA_SOURCE, compute_score
+from rlrt_recipe.testing import DATA_SOURCE, TinyVLSpec, build_tiny_vl_model, compute_score
 from rlrt_recipe.testing.tiny_model import num_parameters
+from rlrt_recipe.testing.tiny_vl_model import VISION_TOKENS
 
 
 def test_seeded_reward_marks_about_half_deterministically():
@@ -52,3 +54,23 @@ def test_tiny_parquet_has_verls_rl_schema(tiny_data_dir):
     assert row["reward_model"]["style"] == "rule"
     assert row["extra_info"]["solution"].endswith(f"#### {row['reward_model']['ground_truth']}")
     assert list(frame["extra_info"].map(lambda info: info["index"])) == list(range(16))
+
+
+def test_tiny_vl_model_ids_agree_and_size(tiny_vl_model_dir):
+    """The model scatters image features by config.image_token_id and the processor expands the tokenizer's
+    <|image_pad|>: they must be one id; EOS as the text model's; about 0.22 M parameters, embeddings tied."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_vl_model_dir)
+    config = AutoConfig.from_pretrained(tiny_vl_model_dir)
+    vision_ids = tokenizer.convert_tokens_to_ids(VISION_TOKENS)
+    assert [config.vision_start_token_id, config.vision_end_token_id, config.image_token_id, config.video_token_id] == vision_ids
+    assert tokenizer.decode(vision_ids, skip_special_tokens=True) == ""  # verl strips them before re-processing
+    assert GenerationConfig.from_pretrained(tiny_vl_model_dir).eos_token_id == tokenizer.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])
+    model = AutoModelForImageTextToText.from_pretrained(tiny_vl_model_dir)  # the class verl's actor uses
+    assert type(model).__name__ == "Qwen3VLForConditionalGeneration" and config.tie_word_embeddings
+    assert sum(p.numel() for p in model.parameters()) == 225_056
+
+
+def test_tiny_vl_builder_refuses_an_mrope_section_that_does_not_fill_the_head(tmp_path):
+    """transformers accepts any mrope_section and silently leaves part of each head with 1-D rotary."""
+    with pytest.raises(AssertionError, match=r"must sum to head_dim // 2 = 8"):
+        build_tiny_vl_model(tmp_path, TinyVLSpec(mrope_section=(4, 2, 1)))

@@ -8,14 +8,18 @@ Order matters: verl's FSDP engine module calls ``get_device_name()`` at import
 (``verl/workers/engine/fsdp/transformer_impl.py:89``) and ``engine_workers`` binds the process-group
 function at import (``verl/workers/engine_workers.py:38``), so the platform and the gloo default must
 be in place before anything under ``verl.workers`` is imported: the first two steps below.
+Without torchvision (no CPU wheel exists) transformers cannot load a Qwen3-VL processor; ``use_real_video_processor``
+fixes that in every process that imports this package, the hf rollout server's included (``vision.py``).
 """
 
 from rlrt_recipe.cpu.platform import PlatformCPU, cpu_platform_requested, register_platform
 from rlrt_recipe.cpu.process_group import apply_gloo_default
+from rlrt_recipe.cpu.vision import use_real_video_processor
 
 register_platform()
 if cpu_platform_requested():
     apply_gloo_default()
+use_real_video_processor()
 
 from rlrt_recipe.cpu.engine import register_engine  # noqa: E402  (imports verl.workers: after the two above)
 from rlrt_recipe.cpu.rollout import ROLLOUT_NAME, register_rollout  # noqa: E402

@@ -1,4 +1,4 @@
-"""Workaround 1 of 2: a gloo-only default process group on the CPU platform.
+"""Workaround 1 of 3: a gloo-only default process group on the CPU platform.
 
 ``verl.utils.distributed.initialize_global_process_group_ray`` (verl 0.9.1, ``utils/distributed.py:83``)
 defaults its backend to ``f"cpu:gloo,{get_device_name()}:{get_nccl_backend()}"``, which on the CPU platform

@@ -5,7 +5,7 @@
   update (``verl/workers/engine_workers.py:728-830``); it pushes the actor's full weights to its server.
 * ``HFReplica`` (a ``RolloutReplica``, registered as ``hf`` with ``RolloutReplicaRegistry``) starts one
   server actor per replica; verl's load balancer routes ``generate`` calls to it.
-* Workaround 2 of 2: verl resolves the adapter class from a private dict with no register function
+* Workaround 2 of 3: verl resolves the adapter class from a private dict with no register function
   (``verl/workers/rollout/base.py:89``, read by ``get_rollout_class`` at L96); we add one entry to it.
 """
 

@@ -6,11 +6,14 @@ Nothing here downloads anything: the tokenizer is trained locally, the model has
 from rlrt_recipe.testing.data import DATA_SOURCE, math_rows, write_math_parquet
 from rlrt_recipe.testing.reward import compute_score
 from rlrt_recipe.testing.tiny_model import TinyModelSpec, build_tiny_model
+from rlrt_recipe.testing.tiny_vl_model import TinyVLSpec, build_tiny_vl_model
 
 __all__ = [
     "DATA_SOURCE",
     "TinyModelSpec",
+    "TinyVLSpec",
     "build_tiny_model",
+    "build_tiny_vl_model",
     "compute_score",
     "math_rows",
     "write_math_parquet",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -92,27 +93,35 @@ def _training_corpus(seed: int) -> list[str]:
 
 
 def build_tokenizer(spec: TinyModelSpec) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer (any text encodes) with ChatML special tokens, ``<think>``/``</think>`` as plain
-    added tokens (as Qwen3's) and the spec's template; ``spec.vocab_size`` ids in all."""
+    """The tokenizer of a tiny text model: ``train_tokenizer`` with the spec's size, seed and chat template."""
+    return train_tokenizer(spec.vocab_size, CHAT_TEMPLATES[spec.chat_template],
+                           model_max_length=spec.max_position_embeddings, seed=spec.seed)
+
+
+def train_tokenizer(vocab_size: int, chat_template: str, *, model_max_length: int, seed: int,
+                    extra_special_tokens: Sequence[str] = ()) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer (any text encodes) with ChatML special tokens (then ``extra_special_tokens``, e.g.
+    Qwen-VL's vision tokens), ``<think>``/``</think>`` as plain added tokens (as Qwen3's) and ``chat_template``;
+    ``vocab_size`` ids in all."""
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=spec.vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS + list(extra_special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    bpe.train_from_iterator(_training_corpus(spec.seed), trainer)
+    bpe.train_from_iterator(_training_corpus(seed), trainer)
     # Re-adding the trained thinking tags keeps their ids and clears their "special" flag.
     bpe.add_tokens([AddedToken(token, special=False, normalized=False) for token in PLAIN_ADDED_TOKENS])
     return PreTrainedTokenizerFast(
         tokenizer_object=bpe,
         eos_token=IM_END,
         pad_token=END_OF_TEXT,
-        additional_special_tokens=[IM_START],
-        chat_template=CHAT_TEMPLATES[spec.chat_template],
-        model_max_length=spec.max_position_embeddings,
+        additional_special_tokens=[IM_START, *extra_special_tokens],
+        chat_template=chat_template,
+        model_max_length=model_max_length,
     )
 
 
