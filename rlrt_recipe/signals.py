@@ -26,10 +26,12 @@ there, NaN and inf included. A non-finite Δ or H at a response position raises 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
 import torch
+import torch.fx.experimental._config
 import torch.nn.functional as F
 
 DIRECTIONS = (1, -1)
@@ -152,6 +154,7 @@ def family_advantages(
     confidence: torch.Tensor | None,
     lam_add: float = 0.0,
     additive: str | None = None,
+    fused: bool = False,
 ) -> torch.Tensor:
     """Â_t = A · m_t + S_t · λ_add · g(Δ_t),  m_t = 1 + S_t · λ · (G_t · w_t − 1),
     w_t = clip(exp(d · sign(A) · Δ_t), low_i, high_i);  0 off the mask.
@@ -167,6 +170,13 @@ def family_advantages(
     (G_min the smallest G_t), so with λ_add = 0, A · Â_t ≥ 0 and |Â_t| ≥ (1 − λ · (1 − G_min · low_i)) · |A|:
     the sign of A is kept when λ · (1 − G_min · low_i) < 1, i.e. unless λ = 1 and G_min · low_i = 0.
     An additive term can flip it.
+
+    ``fused=True`` computes the same in one ``torch.compile``'d CPU kernel (``_family_kernel``, ``_additive_kernel``
+    at λ = 0): one pass over [B, T] instead of about ten, after the same checks, raising the same errors. Its values
+    match the eager path to float rounding (the skipped selections above are arithmetic there, A + 0 · x, so a −0.0
+    may come back as +0.0); masked positions are exactly 0 in both. Each variant (λ = 0 or not, tokens and confidence
+    given or not, g, the dtypes) compiles once per process on first use, in seconds; a new [B, T] never recompiles.
+    An empty batch takes the eager path.
     """
     _check_direction(direction)
     _check_lambda(lam)
@@ -176,18 +186,27 @@ def family_advantages(
         raise ValueError(
             f"lam_add must be finite, and 0 without an additive term; got {lam_add} with additive={additive!r}"
         )
-    response = _response_positions(mask, like=delta)  # [B, T]
+    _check_mask(mask, like=delta)
     batch = delta.shape[0]
     _check_flags("rows", rows, batch)
-    low, high = _checked_box(low, high, batch)  # floats, or [B, 1] when the rows' boxes differ
+    box = _checked_box(low, high, batch)  # floats, or [B, 1] when the rows' boxes differ
+    if tokens is not None and tokens.shape != delta.shape:
+        raise ValueError(
+            f"tokens must be a bool [B, T] tensor like delta {tuple(delta.shape)}, got {tuple(tokens.shape)}"
+        )
+    if confidence is not None and confidence.shape != delta.shape:
+        raise ValueError(f"confidence must be [B, T] like delta {tuple(delta.shape)}, got {tuple(confidence.shape)}")
+    if fused and delta.numel():
+        return _fused_family_advantages(
+            delta, adv, mask, rows, tokens, low, high, confidence, direction=direction, lam=lam, lam_add=lam_add,
+            additive=additive,
+        )  # [B, T]
+    low, high = box
+    response = mask != 0  # [B, T]
     delta = _finite_delta(delta, response)  # [B, T], 0 off the response
     adv = adv.float()  # [B, T]; off the response it may hold anything: the last torch.where sets 0 there
     selected = rows.bool()[:, None]  # [B, 1] S_row; S_t needs no AND with the mask, for the same reason
     if tokens is not None:
-        if tokens.shape != delta.shape:
-            raise ValueError(
-                f"tokens must be a bool [B, T] tensor like delta {tuple(delta.shape)}, got {tuple(tokens.shape)}"
-            )
         selected = tokens.bool() & selected  # [B, T] S_t
     every = tokens is None and bool(rows.all())  # S_t = 1 everywhere: selecting would copy the buffer onto itself
     if confidence is not None:
@@ -207,6 +226,128 @@ def family_advantages(
         adv_hat = term if every else torch.where(selected, term, adv_hat, out=term)  # [B, T]
     zero = torch.zeros((), dtype=adv_hat.dtype)  # where(..., out=) takes no Python scalar
     return torch.where(response, adv_hat, zero, out=None if adv_hat is adv else adv_hat)  # [B, T]
+
+
+def _fused_family_advantages(
+    delta: torch.Tensor,
+    adv: torch.Tensor,
+    mask: torch.Tensor,
+    rows: torch.Tensor,
+    tokens: torch.Tensor | None,
+    low: torch.Tensor,
+    high: torch.Tensor,
+    confidence: torch.Tensor | None,
+    *,
+    direction: int,
+    lam: float,
+    lam_add: float,
+    additive: str | None,
+) -> torch.Tensor:
+    """``family_advantages(..., fused=True)`` on checked arguments: one compiled kernel, then the eager checks, run
+    only to raise their errors, when the kernel's reductions show a non-finite Δ or a G outside [0, 1]."""
+    # d, λ, λ_add and the box go in as tensors, so that new values are new inputs, not a recompilation. No additive
+    # term is g = Δ with λ_add = 0 (checked above): one variant fewer.
+    scalars = torch.tensor([direction, lam, lam_add], dtype=torch.float32)  # [3]
+    selections = (rows.bool()[:, None], None if tokens is None else tokens.bool())  # [B, 1] S_row, [B, T] S_tok
+    outside = None  # [B] from _family_kernel when it reads G
+    if lam == 0.0:  # no weight to form (grpo_opsd, a schedule at 0): the kernel without exp, and without G
+        adv_hat, delta_max = _run_compiled(
+            _additive_kernel, delta, adv, mask, *selections, scalars, additive=additive or "delta"
+        )  # [B, T], [B]
+    else:
+        adv_hat, delta_max, outside = _run_compiled(
+            _family_kernel, delta, adv, mask, *selections, low.float()[:, None], high.float()[:, None], confidence,
+            scalars, additive=additive or "delta",
+        )  # [B, T], [B], [B] or None
+    if not torch.isfinite(delta_max).all():
+        _finite_delta(delta, mask != 0)  # raises naming the rows
+    if confidence is not None and (outside is None or outside.any()):
+        _check_confidence(confidence, mask != 0)  # raises naming the rows (the whole check when the kernel had no G)
+    return adv_hat  # [B, T]
+
+
+def _family_kernel(
+    delta: torch.Tensor,
+    adv: torch.Tensor,
+    mask: torch.Tensor,
+    rows: torch.Tensor,
+    tokens: torch.Tensor | None,
+    low: torch.Tensor,
+    high: torch.Tensor,
+    confidence: torch.Tensor | None,
+    scalars: torch.Tensor,
+    *,
+    additive: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``family_advantages`` at λ ≠ 0, written for ``torch.compile``: the eager path's arithmetic in its order, every
+    selection a ``torch.where`` (none skipped), so that inductor emits one loop over [B, T].
+
+    ``rows`` [B, 1] S_row; ``tokens`` [B, T] bool S_tok or None; ``low``/``high`` [B, 1]; ``scalars`` [3] = (d, λ,
+    λ_add). Returns Â [B, T]; per row the largest |Δ| on the response [B] (NaN or inf iff a Δ there is); per row
+    whether a G on the response is outside [0, 1] or NaN [B] (None without ``confidence``).
+    """
+    direction, lam, lam_add = scalars.unbind()  # [] each
+    response, delta, selected = _kernel_selections(delta, mask, rows, tokens)  # [B, T], [B, T], [B, 1] or [B, T]
+    adv = adv.float()  # [B, T]
+    weight = torch.exp(direction * torch.sign(adv) * delta).clamp(low, high)  # [B, T] w_t
+    outside = None
+    if confidence is not None:
+        confidence = confidence.detach().float()  # [B, T]
+        outside = (response & ~((confidence >= 0.0) & (confidence <= 1.0))).any(dim=1)  # [B]
+        weight = weight * confidence  # [B, T] G_t · w_t
+    reweighted = adv + (weight - 1.0) * lam * adv  # [B, T] A · m_t where S_t = 1
+    adv_hat = torch.where(selected, additive_term(delta, additive=additive) * lam_add + reweighted, adv)  # [B, T]
+    return torch.where(response, adv_hat, 0.0), delta.abs().amax(dim=1), outside
+
+
+def _additive_kernel(
+    delta: torch.Tensor,
+    adv: torch.Tensor,
+    mask: torch.Tensor,
+    rows: torch.Tensor,
+    tokens: torch.Tensor | None,
+    scalars: torch.Tensor,
+    *,
+    additive: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``family_advantages`` at λ = 0, Â_t = A + S_t · λ_add · g(Δ_t), written for ``torch.compile`` like
+    ``_family_kernel`` (same arguments without the box and G; same first two outputs)."""
+    lam_add = scalars[2]  # []
+    response, delta, selected = _kernel_selections(delta, mask, rows, tokens)  # [B, T], [B, T], [B, 1] or [B, T]
+    adv = adv.float()  # [B, T]
+    adv_hat = torch.where(selected, additive_term(delta, additive=additive) * lam_add + adv, adv)  # [B, T]
+    return torch.where(response, adv_hat, 0.0), delta.abs().amax(dim=1)
+
+
+def _kernel_selections(
+    delta: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor, tokens: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Inside a kernel: the response positions [B, T], Δ in float32 with 0 off them [B, T], and S_t [B, 1] or [B, T]."""
+    # verl's mask is int64: inductor's AVX2 code runs _family_kernel in ~12 ms converting it to float64 first against
+    # ~22 ms comparing int64 lanes (512 x 8192, one thread). 0 and nonzero stay apart in float64 for any dtype.
+    response = mask.double() != 0  # [B, T]
+    delta = torch.where(response, delta.detach().float(), 0.0)  # [B, T]
+    selected = rows if tokens is None else tokens & rows  # [B, 1] or [B, T]
+    return response, delta, selected
+
+
+def _run_compiled(kernel, *args, **kwargs):
+    """``kernel(*args, **kwargs)`` compiled by inductor: once per process and variant (None-ness of an optional tensor,
+    a dtype, ``additive``), with B and T as symbols, so that a new [B, T] never recompiles (an empty batch never gets
+    here). Without the two shape settings dynamo would specialise a size of 1 and give equal sizes (B = T) one symbol,
+    then recompile at the next shape; without the limit, the 9th variant of one kernel would be an error."""
+    with (
+        torch._dynamo.config.patch(recompile_limit=64),
+        torch.fx.experimental._config.patch(use_duck_shape=False, backed_size_oblivious=True),
+    ):
+        return _compiled(kernel)(*args, **kwargs)
+
+
+@functools.cache
+def _compiled(kernel):
+    """``torch.compile(kernel)``, made on first use: importing this module stays free of dynamo. ``fullgraph``: a
+    graph break, which would split the kernel, is an error."""
+    return torch.compile(kernel, dynamic=True, fullgraph=True)
 
 
 def selected_rows(
@@ -431,9 +572,7 @@ def _checked_box(
 
 
 def _check_confidence(confidence: torch.Tensor, response: torch.Tensor) -> None:
-    """Raise naming rows unless G [B, T] is finite and in [0, 1] at every response position."""
-    if confidence.shape != response.shape:
-        raise ValueError(f"confidence must be [B, T] like delta {tuple(response.shape)}, got {tuple(confidence.shape)}")
+    """Raise naming rows unless G [B, T] (shape checked) is finite and in [0, 1] at every response position."""
     confidence = torch.where(response, confidence.detach().float(), 1.0)  # [B, T]
     low, high = torch.aminmax(confidence)
     if not (0.0 <= low.item() and high.item() <= 1.0):  # False for NaN too
@@ -533,9 +672,13 @@ def lambda_at(
 
 
 def _response_positions(mask: torch.Tensor, *, like: torch.Tensor, name: str = "delta") -> torch.Tensor:
+    _check_mask(mask, like=like, name=name)
+    return mask != 0
+
+
+def _check_mask(mask: torch.Tensor, *, like: torch.Tensor, name: str = "delta") -> None:
     if mask.shape != like.shape or mask.dim() != 2:
         raise ValueError(f"mask and {name} must both be [B, T], got {tuple(mask.shape)} and {tuple(like.shape)}")
-    return mask != 0
 
 
 def gap_statistics(

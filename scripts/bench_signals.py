@@ -15,12 +15,22 @@ lengths uniform in [T/4, T], reward 1 on about half of the rollouts (on the last
 random log-probs in [-5, 0), every row scored. One torch thread unless ``--threads`` says otherwise. Times are the median (and the minimum) of ``--repeats`` calls
 after one warm-up call; ``passes`` = (ours − grpo) / the time of one elementwise pass over a [B, T] float32
 tensor, i.e. what reshaping A costs in units of memory traffic.
+
+Then, once every size above is done (so that their figures are as before), the family's estimators again with
+``signals.family_advantages(..., fused=True)`` (``name+fused``: one torch.compile'd kernel). A fresh [B, T] buffer
+costs page faults, and how many depends on what the process allocated before (compiling changes it), so each size
+re-times grpo and the eager estimator next to the fused one; their ratios use that grpo. ``compile s`` = the first
+fused call minus the median warm one: the compilation, at the first size only (B and T are symbols, so later sizes
+reuse the kernel; rlsd shares rlrt's kernel variant).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
+import time
+from unittest import mock
 
 import numpy as np
 import torch
@@ -28,10 +38,12 @@ from verl.trainer.config import AlgoConfig
 from verl.trainer.ppo.core_algos import get_adv_estimator_fn
 
 import rlrt_recipe.integration.estimators  # noqa: F401  (registers rlrt, rlsd, opsd, grpo_opsd with verl)
+from rlrt_recipe import signals
 from rlrt_recipe.config import RlrtConfig
 from rlrt_recipe.testing.bench import timed, write_json
 
 OURS = ("rlrt", "rlsd", "opsd", "grpo_opsd")
+FUSED = ("rlrt", "rlsd", "grpo_opsd")  # the estimators that call signals.family_advantages
 FULL_SIZES = ((64, 1024), (128, 2048), (256, 4096), (512, 2048), (512, 8192))
 TINY_SIZES = ((16, 64), (32, 256))
 TARGET_RATIO = 1.5
@@ -52,9 +64,8 @@ def make_inputs(rollouts: int, tokens: int, group: int, seed: int = 0) -> dict:
     return dict(rewards=rewards, mask=mask, index=index, old=old, teacher=teacher, correct=scores >= 0.5)
 
 
-def bench_size(rollouts: int, tokens: int, *, group: int, repeats: int) -> dict:
-    """Median seconds of verl's grpo and of each of our estimators at one size, and ours / grpo."""
-    x = make_inputs(rollouts, tokens, group)
+def estimator_calls(x: dict, rollouts: int, tokens: int) -> dict:
+    """Zero-argument calls of verl's grpo and of each of ours, through verl's registry, on the inputs ``x``."""
     algo = AlgoConfig(norm_adv_by_std_in_grpo=True)
     has_teacher = torch.ones(rollouts, dtype=torch.bool)  # [B] every row scored: the most work for ours
 
@@ -68,20 +79,59 @@ def bench_size(rollouts: int, tokens: int, *, group: int, repeats: int) -> dict:
             correct=x["correct"], has_teacher=has_teacher, global_step=1, rlrt_cfg=cfg,
         )
 
+    calls = {"grpo": grpo}
+    for name in OURS:
+        calls[name] = ours(name, RlrtConfig().resolved(name, max_prompt_length=512, max_response_length=tokens))
+    return calls
+
+
+def bench_size(rollouts: int, tokens: int, *, group: int, repeats: int) -> dict:
+    """Median seconds of verl's grpo and of each of our estimators at one size, and ours / grpo."""
+    x = make_inputs(rollouts, tokens, group)
+    calls = estimator_calls(x, rollouts, tokens)
+
     def one_pass():
         return x["old"] + x["teacher"]  # one elementwise pass over [B, T] float32: the unit of our extra cost
 
     row = {"rollouts": rollouts, "tokens": tokens, "response_tokens": int(x["mask"].sum()),
            "seconds": {}, "min_seconds": {}, "ratio": {}, "min_ratio": {}, "extra_passes": {}}
     row["seconds"]["pass"], row["min_seconds"]["pass"] = timed(one_pass, repeats)
-    row["seconds"]["grpo"], row["min_seconds"]["grpo"] = timed(grpo, repeats)
+    row["seconds"]["grpo"], row["min_seconds"]["grpo"] = timed(calls["grpo"], repeats)
     for name in OURS:
-        cfg = RlrtConfig().resolved(name, max_prompt_length=512, max_response_length=tokens)
-        row["seconds"][name], row["min_seconds"][name] = timed(ours(name, cfg), repeats)
+        row["seconds"][name], row["min_seconds"][name] = timed(calls[name], repeats)
         row["ratio"][name] = row["seconds"][name] / row["seconds"]["grpo"]
         row["min_ratio"][name] = row["min_seconds"][name] / row["min_seconds"]["grpo"]
         # (ours − grpo) in units of one elementwise pass: what the reshaping of A costs beyond verl's function
         row["extra_passes"][name] = (row["min_seconds"][name] - row["min_seconds"]["grpo"]) / row["min_seconds"]["pass"]
+    return row
+
+
+def fused_family():
+    """Our registered estimators with ``signals.family_advantages(..., fused=True)``: they take no such setting yet,
+    so for the duration of a fused run the module attribute they call is the fused one (nothing else changes)."""
+    return mock.patch.object(signals, "family_advantages", functools.partial(signals.family_advantages, fused=True))
+
+
+def bench_fused_size(rollouts: int, tokens: int, *, group: int, repeats: int) -> dict:
+    """At one size: grpo, each of ``FUSED`` eager and ``name+fused`` (median, min seconds, ratios to this grpo), and
+    the first fused call minus the median warm one (``compile_seconds``)."""
+    x = make_inputs(rollouts, tokens, group)
+    calls = estimator_calls(x, rollouts, tokens)
+    row = {"rollouts": rollouts, "tokens": tokens, "seconds": {}, "min_seconds": {}, "ratio": {}, "min_ratio": {},
+           "compile_seconds": {}}
+    row["seconds"]["grpo"], row["min_seconds"]["grpo"] = timed(calls["grpo"], repeats)
+    for name in FUSED:
+        row["seconds"][name], row["min_seconds"][name] = timed(calls[name], repeats)
+        with fused_family():
+            start = time.perf_counter()
+            calls[name]()
+            first = time.perf_counter() - start
+            row["seconds"][f"{name}+fused"], row["min_seconds"][f"{name}+fused"] = timed(calls[name], repeats)
+        row["compile_seconds"][f"{name}+fused"] = first - row["seconds"][f"{name}+fused"]
+    for name in row["seconds"]:
+        if name != "grpo":
+            row["ratio"][name] = row["seconds"][name] / row["seconds"]["grpo"]
+            row["min_ratio"][name] = row["min_seconds"][name] / row["min_seconds"]["grpo"]
     return row
 
 
@@ -126,6 +176,31 @@ def main() -> None:
     result["headline"] = {"rollouts": headline["rollouts"], "tokens": headline["tokens"], "worst_ratio": worst,
                           "target_met": worst <= TARGET_RATIO}
     print(f"headline {headline['rollouts']} x {headline['tokens']}: worst ours/grpo = {worst:.2f} "
+          f"(target <= {TARGET_RATIO}: {'met' if worst <= TARGET_RATIO else 'MISSED'})")
+
+    print("\nfused: family_advantages(..., fused=True), after every size above; grpo and the eager estimators re-timed "
+          "next to it; compile s = first fused call - warm median")
+    header = f"{'rollouts':>8} {'tokens':>6} {'grpo ms':>8}"
+    header += "".join(f" {n + ' ms':>13} {'ratio':>6} {n + '+fused ms':>15} {'ratio':>6} {'min-ratio':>9} "
+                      f"{'compile s':>9}" for n in FUSED)
+    print(header)
+    result["fused"] = {"sizes": []}
+    for rollouts, tokens in sizes:
+        row = bench_fused_size(rollouts, tokens, group=args.group, repeats=repeats)
+        result["fused"]["sizes"].append(row)
+        seconds = row["seconds"]
+        line = f"{rollouts:>8} {tokens:>6} {1e3 * seconds['grpo']:>8.2f}"
+        line += "".join(
+            f" {1e3 * seconds[n]:>13.2f} {row['ratio'][n]:>6.2f} {1e3 * seconds[n + '+fused']:>15.2f}"
+            f" {row['ratio'][n + '+fused']:>6.2f} {row['min_ratio'][n + '+fused']:>9.2f}"
+            f" {row['compile_seconds'][n + '+fused']:>9.2f}"
+            for n in FUSED
+        )
+        print(line, flush=True)
+    headline = result["fused"]["sizes"][-1]
+    worst = max(headline["ratio"][f"{n}+fused"] for n in FUSED)
+    result["fused"]["headline"] = {"worst_ratio": worst, "target_met": worst <= TARGET_RATIO}
+    print(f"fused headline {headline['rollouts']} x {headline['tokens']}: worst ours+fused/grpo = {worst:.2f} "
           f"(target <= {TARGET_RATIO}: {'met' if worst <= TARGET_RATIO else 'MISSED'})")
     write_json(args.json, result)
 
