@@ -95,7 +95,7 @@ class RlrtConfig:
     Outcome: ``correct_threshold``.
     Token weights (rlrt, rlsd): ``direction``, ``gate``, ``eps_w`` or ``correct_box``/``incorrect_box``,
     ``backbone_kind``, ``lambda_schedule``, ``lambda_0``, ``lambda_decay_steps``, ``lambda_warmup_steps``,
-    ``confidence_min``; with grpo_opsd also ``span``, ``span_tags``, ``additive``.
+    ``confidence_min``; with grpo_opsd also ``span``, ``span_tags``, ``additive``; ``fused_advantage``.
     Distillation (opsd, grpo_opsd, the self_distill loss): ``distill_adv_coef``, ``distill_loss_coef``, ``distill_kl_type``,
     ``distill_loss_max_clamp``.
     Entropy bonus (grpo_eb): ``eb_alpha``, ``eb_kappa``.
@@ -126,6 +126,9 @@ class RlrtConfig:
     span_tags: list[str] = field(default_factory=lambda: ["<think>", "</think>"])
     """[open, close] tag strings of the thinking span, each tokenized without special additions; "" as open tag opens
     the span at the first response token (templates that put <think> in the prompt, e.g. Qwen3-2507 thinking)."""
+    fused_advantage: bool = False
+    """Compute the family's Â in one torch.compile'd CPU kernel (signals.family_advantages(fused=True)): the same
+    numbers to float rounding, compiled once per run in seconds; off by default (ours; docs/performance.md)."""
     confidence_min: float | None = None
     """g_min of the teacher-confidence factor G_t = max(g_min, 1 − H_T,t/log|V|) on the weight (GUI-SD's form), in
     [0, 1]; the teacher's entropy comes from the same teacher pass; null = off (G_t = 1)."""
@@ -250,7 +253,7 @@ class RlrtConfig:
         _check_positive_int("max_privileged_prompt_length", self.max_privileged_prompt_length, nullable=True)
         check_choice("rlrt.sibling_choice", self.sibling_choice, SIBLING_CHOICES)
         check_choice("rlrt.sibling_fallback", self.sibling_fallback, SIBLING_FALLBACKS)
-        for key in ("sibling_strip_thinking", "score_all_rows", "preflight_skip"):
+        for key in ("fused_advantage", "sibling_strip_thinking", "score_all_rows", "preflight_skip"):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"rlrt.{key} must be true or false, got {getattr(self, key)!r}")
 
@@ -290,6 +293,9 @@ class RlrtConfig:
         if self.additive is not None and adv_estimator not in ADDITIVE_ESTIMATORS:
             raise ValueError(f"rlrt.additive only applies to algorithm.adv_estimator in {ADDITIVE_ESTIMATORS}, "
                              f"got adv_estimator={adv_estimator!r}; remove the key")
+        if self.fused_advantage and adv_estimator not in ADDITIVE_ESTIMATORS:
+            raise ValueError(f"rlrt.fused_advantage only applies to algorithm.adv_estimator in {ADDITIVE_ESTIMATORS} "
+                             f"(the token-weight family), got adv_estimator={adv_estimator!r}; remove the key")
         if self.span is not None and adv_estimator not in ADDITIVE_ESTIMATORS:
             raise ValueError(f"rlrt.span only applies to algorithm.adv_estimator in {ADDITIVE_ESTIMATORS}, "
                              f"got adv_estimator={adv_estimator!r}; remove the key")

@@ -70,10 +70,11 @@ def _clipped_weights(
     Computed in place in one [B, T] buffer: sign(A), ±1 or 0, makes every product exact, so the value is the same as
     exp((d · sign(A)) · Δ_t) bit for bit.
     """
-    exponent = torch.sign(adv)  # [B, T]
+    sign = torch.sign(adv)  # [B, T] or [B, 1]
     if direction == -1:
-        exponent.neg_()
-    return exponent.mul_(delta).exp_().clamp_(low, high)  # [B, T]
+        sign.neg_()
+    exponent = sign.mul_(delta) if sign.shape == delta.shape else delta * sign  # [B, T]
+    return exponent.exp_().clamp_(low, high)  # [B, T]
 
 
 def _unclipped_weights(delta: torch.Tensor, sign: torch.Tensor, direction: int) -> torch.Tensor:
@@ -159,6 +160,7 @@ def family_advantages(
     """Â_t = A · m_t + S_t · λ_add · g(Δ_t),  m_t = 1 + S_t · λ · (G_t · w_t − 1),
     w_t = clip(exp(d · sign(A) · Δ_t), low_i, high_i);  0 off the mask.
 
+    ``adv``: A [B, T], or [B, 1] for one A per row (GRPO's; broadcast over the row, and cheaper: no [B, T] A is read).
     S_t = ``rows`` [B] (S_row, e.g. ``selected_rows``) and ``tokens`` [B, T] (S_tok, e.g. ``span_mask``; None = every
     token); ``low``/``high`` [B] the row's box (``clip_box``); ``confidence`` [B, T] G_t ∈ [0, 1]
     (``teacher_confidence``; None = 1); ``additive`` in ADDITIVE_TERMS or None (no additive term, ``lam_add`` must be 0).
@@ -196,6 +198,9 @@ def family_advantages(
         )
     if confidence is not None and confidence.shape != delta.shape:
         raise ValueError(f"confidence must be [B, T] like delta {tuple(delta.shape)}, got {tuple(confidence.shape)}")
+    if adv.shape not in (delta.shape, (batch, 1)):
+        raise ValueError(f"adv must be [B, T] like delta {tuple(delta.shape)} or [B, 1] (one A per row), "
+                         f"got {tuple(adv.shape)}")
     if fused and delta.numel():
         return _fused_family_advantages(
             delta, adv, mask, rows, tokens, low, high, confidence, direction=direction, lam=lam, lam_add=lam_add,
@@ -248,6 +253,10 @@ def _fused_family_advantages(
     # d, λ, λ_add and the box go in as tensors, so that new values are new inputs, not a recompilation. No additive
     # term is g = Δ with λ_add = 0 (checked above): one variant fewer.
     scalars = torch.tensor([direction, lam, lam_add], dtype=torch.float32)  # [3]
+    if adv.shape[1] == 1:
+        # [B]: one A per row; the kernel adds the size-1 dim (its input sizes are symbols, never 1). A fresh copy: a
+        # size-1 view may keep any stride, and dynamo guards on strides.
+        adv = adv[:, 0].clone(memory_format=torch.contiguous_format)
     selections = (rows.bool()[:, None], None if tokens is None else tokens.bool())  # [B, 1] S_row, [B, T] S_tok
     outside = None  # [B] from _family_kernel when it reads G
     if lam == 0.0:  # no weight to form (grpo_opsd, a schedule at 0): the kernel without exp, and without G
@@ -282,13 +291,13 @@ def _family_kernel(
     """``family_advantages`` at λ ≠ 0, written for ``torch.compile``: the eager path's arithmetic in its order, every
     selection a ``torch.where`` (none skipped), so that inductor emits one loop over [B, T].
 
-    ``rows`` [B, 1] S_row; ``tokens`` [B, T] bool S_tok or None; ``low``/``high`` [B, 1]; ``scalars`` [3] = (d, λ,
-    λ_add). Returns Â [B, T]; per row the largest |Δ| on the response [B] (NaN or inf iff a Δ there is); per row
+    ``adv`` A [B, T], or [B] for one A per row; ``rows`` [B, 1] S_row; ``tokens`` [B, T] bool S_tok or None;
+    ``low``/``high`` [B, 1]; ``scalars`` [3] = (d, λ, λ_add). Returns Â [B, T]; per row the largest |Δ| on the response [B] (NaN or inf iff a Δ there is); per row
     whether a G on the response is outside [0, 1] or NaN [B] (None without ``confidence``).
     """
     direction, lam, lam_add = scalars.unbind()  # [] each
     response, delta, selected = _kernel_selections(delta, mask, rows, tokens)  # [B, T], [B, T], [B, 1] or [B, T]
-    adv = adv.float()  # [B, T]
+    adv = (adv[:, None] if adv.dim() == 1 else adv).float()  # [B, 1] or [B, T]
     weight = torch.exp(direction * torch.sign(adv) * delta).clamp(low, high)  # [B, T] w_t
     outside = None
     if confidence is not None:
@@ -314,7 +323,7 @@ def _additive_kernel(
     ``_family_kernel`` (same arguments without the box and G; same first two outputs)."""
     lam_add = scalars[2]  # []
     response, delta, selected = _kernel_selections(delta, mask, rows, tokens)  # [B, T], [B, T], [B, 1] or [B, T]
-    adv = adv.float()  # [B, T]
+    adv = (adv[:, None] if adv.dim() == 1 else adv).float()  # [B, 1] or [B, T]
     adv_hat = torch.where(selected, additive_term(delta, additive=additive) * lam_add + adv, adv)  # [B, T]
     return torch.where(response, adv_hat, 0.0), delta.abs().amax(dim=1)
 

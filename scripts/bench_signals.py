@@ -16,34 +16,40 @@ random log-probs in [-5, 0), every row scored. One torch thread unless ``--threa
 after one warm-up call; ``passes`` = (ours − grpo) / the time of one elementwise pass over a [B, T] float32
 tensor, i.e. what reshaping A costs in units of memory traffic.
 
-Then, once every size above is done (so that their figures are as before), the family's estimators again with
-``signals.family_advantages(..., fused=True)`` (``name+fused``: one torch.compile'd kernel). A fresh [B, T] buffer
+Then, once every size above is done (so that their figures are as before), every preset of the token-weight family
+(``recipes/method/<name>.yaml``: its ``algorithm.adv_estimator`` and ``rlrt:`` keys, following its defaults chain)
+and ``family``, all pieces at once (negative gate, thinking span, CAST's boxes, the confidence factor, AntiSD's term),
+each eager and with ``rlrt.fused_advantage=true`` (``+fused``: one torch.compile'd kernel). A fresh [B, T] buffer
 costs page faults, and how many depends on what the process allocated before (compiling changes it), so each size
-re-times grpo and the eager estimator next to the fused one; their ratios use that grpo. ``compile s`` = the first
-fused call minus the median warm one: the compilation, at the first size only (B and T are symbols, so later sizes
-reuse the kernel; rlsd shares rlrt's kernel variant).
+re-times grpo next to the presets; their ratios use that grpo. ``compile s`` = the first fused call minus the median
+warm one: the compilation, at the first size only (B and T are symbols: later sizes reuse the kernel, and presets
+with the same kernel variant share it).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import platform
 import time
-from unittest import mock
+from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from verl.trainer.config import AlgoConfig
 from verl.trainer.ppo.core_algos import get_adv_estimator_fn
 
-import rlrt_recipe.integration.estimators  # noqa: F401  (registers rlrt, rlsd, opsd, grpo_opsd with verl)
-from rlrt_recipe import signals
 from rlrt_recipe.config import RlrtConfig
+from rlrt_recipe.integration.estimators import estimator_inputs  # importing it registers our estimators with verl
 from rlrt_recipe.testing.bench import timed, write_json
 
 OURS = ("rlrt", "rlsd", "opsd", "grpo_opsd")
-FUSED = ("rlrt", "rlsd", "grpo_opsd")  # the estimators that call signals.family_advantages
+METHOD_RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "method"
+#: The family's presets (recipes/method/), then ``family``: every piece at once, as tests/test_e2e_family.py runs it.
+PRESETS = ("rlsd", "rlrt", "rlrt_all", "rlrt_teacher_up", "rlsd_negative", "cast", "grpo_opsd", "antisd", "family")
+FAMILY = ("rlsd", dict(gate="negative", span="thinking", correct_box=[0.8, 1.05], incorrect_box=[0.95, 1.2],
+                       confidence_min=0.1, additive="antisd"))
+OPEN_TAG, CLOSE_TAG, VOCAB = 151667, 151668, 151936  # Qwen3's <think>, </think> and |V|
 FULL_SIZES = ((64, 1024), (128, 2048), (256, 4096), (512, 2048), (512, 8192))
 TINY_SIZES = ((16, 64), (32, 256))
 TARGET_RATIO = 1.5
@@ -64,24 +70,56 @@ def make_inputs(rollouts: int, tokens: int, group: int, seed: int = 0) -> dict:
     return dict(rewards=rewards, mask=mask, index=index, old=old, teacher=teacher, correct=scores >= 0.5)
 
 
-def estimator_calls(x: dict, rollouts: int, tokens: int) -> dict:
-    """Zero-argument calls of verl's grpo and of each of ours, through verl's registry, on the inputs ``x``."""
+def preset(name: str) -> tuple[str, dict]:
+    """(adv_estimator, rlrt keys) of a preset: recipes/method/<name>.yaml over the presets in its defaults list."""
+    if name == "family":
+        return FAMILY
+    recipe = OmegaConf.to_container(OmegaConf.load(METHOD_RECIPES / f"{name}.yaml"))
+    estimator, section = None, {}
+    for parent in recipe.get("defaults", []):
+        if parent != "_self_":
+            estimator, section = preset(parent)
+    estimator = recipe.get("algorithm", {}).get("adv_estimator", estimator)
+    return estimator, {**section, **recipe.get("rlrt", {})}
+
+
+def estimator_calls(x: dict, rollouts: int, tokens: int, presets: tuple[str, ...] = ()) -> dict:
+    """Zero-argument calls of verl's grpo, each of ours (default settings) and each preset eager and ``+fused``,
+    through verl's registry, on the inputs ``x``."""
     algo = AlgoConfig(norm_adv_by_std_in_grpo=True)
     has_teacher = torch.ones(rollouts, dtype=torch.bool)  # [B] every row scored: the most work for ours
+    # the family's optional inputs: response ids with a thinking span over the first ~60 % of each response, and the
+    # teacher's token entropy in [0, 3)
+    responses = torch.randint(0, 151000, (rollouts, tokens), generator=torch.Generator().manual_seed(1))  # [B, T]
+    lengths = x["mask"].sum(-1)  # [B]
+    responses[:, 0] = OPEN_TAG
+    responses[torch.arange(rollouts), (0.6 * lengths).long()] = CLOSE_TAG
+    entropy = 3 * torch.rand(rollouts, tokens, generator=torch.Generator().manual_seed(2))  # [B, T]
+    optional = dict(responses=responses, span_tag_ids=([OPEN_TAG], [CLOSE_TAG]), teacher_entropy=entropy,
+                    vocab_size=VOCAB)
 
     def grpo():
         # verl mutates nothing it is given here, but clone the rewards like a fresh batch would arrive
         return get_adv_estimator_fn("grpo")(x["rewards"].clone(), x["mask"], x["index"], config=algo)
 
     def ours(name: str, cfg: RlrtConfig):
+        wanted = estimator_inputs(name, cfg)
+        extra = {key: value for key, value in optional.items() if key in wanted}
         return lambda: get_adv_estimator_fn(name)(
             x["rewards"].clone(), x["mask"], x["index"], algo, old_log_probs=x["old"], teacher_log_probs=x["teacher"],
-            correct=x["correct"], has_teacher=has_teacher, global_step=1, rlrt_cfg=cfg,
+            correct=x["correct"], has_teacher=has_teacher, global_step=1, rlrt_cfg=cfg, **extra,
         )
+
+    def resolved(name: str, section: dict) -> RlrtConfig:
+        return RlrtConfig.from_section(section).resolved(name, max_prompt_length=512, max_response_length=tokens)
 
     calls = {"grpo": grpo}
     for name in OURS:
-        calls[name] = ours(name, RlrtConfig().resolved(name, max_prompt_length=512, max_response_length=tokens))
+        calls[name] = ours(name, resolved(name, {}))
+    for name in presets:
+        estimator, section = preset(name)
+        calls[name] = ours(estimator, resolved(estimator, section))
+        calls[f"{name}+fused"] = ours(estimator, resolved(estimator, {**section, "fused_advantage": True}))
     return calls
 
 
@@ -106,27 +144,20 @@ def bench_size(rollouts: int, tokens: int, *, group: int, repeats: int) -> dict:
     return row
 
 
-def fused_family():
-    """Our registered estimators with ``signals.family_advantages(..., fused=True)``: they take no such setting yet,
-    so for the duration of a fused run the module attribute they call is the fused one (nothing else changes)."""
-    return mock.patch.object(signals, "family_advantages", functools.partial(signals.family_advantages, fused=True))
-
-
-def bench_fused_size(rollouts: int, tokens: int, *, group: int, repeats: int) -> dict:
-    """At one size: grpo, each of ``FUSED`` eager and ``name+fused`` (median, min seconds, ratios to this grpo), and
+def bench_presets_size(rollouts: int, tokens: int, *, group: int, repeats: int) -> dict:
+    """At one size: grpo, each of ``PRESETS`` eager and ``name+fused`` (median, min seconds, ratios to this grpo), and
     the first fused call minus the median warm one (``compile_seconds``)."""
     x = make_inputs(rollouts, tokens, group)
-    calls = estimator_calls(x, rollouts, tokens)
+    calls = estimator_calls(x, rollouts, tokens, PRESETS)
     row = {"rollouts": rollouts, "tokens": tokens, "seconds": {}, "min_seconds": {}, "ratio": {}, "min_ratio": {},
            "compile_seconds": {}}
     row["seconds"]["grpo"], row["min_seconds"]["grpo"] = timed(calls["grpo"], repeats)
-    for name in FUSED:
+    for name in PRESETS:
         row["seconds"][name], row["min_seconds"][name] = timed(calls[name], repeats)
-        with fused_family():
-            start = time.perf_counter()
-            calls[name]()
-            first = time.perf_counter() - start
-            row["seconds"][f"{name}+fused"], row["min_seconds"][f"{name}+fused"] = timed(calls[name], repeats)
+        start = time.perf_counter()
+        calls[f"{name}+fused"]()
+        first = time.perf_counter() - start
+        row["seconds"][f"{name}+fused"], row["min_seconds"][f"{name}+fused"] = timed(calls[f"{name}+fused"], repeats)
         row["compile_seconds"][f"{name}+fused"] = first - row["seconds"][f"{name}+fused"]
     for name in row["seconds"]:
         if name != "grpo":
@@ -178,30 +209,27 @@ def main() -> None:
     print(f"headline {headline['rollouts']} x {headline['tokens']}: worst ours/grpo = {worst:.2f} "
           f"(target <= {TARGET_RATIO}: {'met' if worst <= TARGET_RATIO else 'MISSED'})")
 
-    print("\nfused: family_advantages(..., fused=True), after every size above; grpo and the eager estimators re-timed "
-          "next to it; compile s = first fused call - warm median")
-    header = f"{'rollouts':>8} {'tokens':>6} {'grpo ms':>8}"
-    header += "".join(f" {n + ' ms':>13} {'ratio':>6} {n + '+fused ms':>15} {'ratio':>6} {'min-ratio':>9} "
-                      f"{'compile s':>9}" for n in FUSED)
-    print(header)
-    result["fused"] = {"sizes": []}
+    print("\npresets (recipes/method/ and family = every piece), eager and +fused (rlrt.fused_advantage=true), after "
+          "every size above; grpo re-timed; compile s = first fused call - warm median")
+    result["presets"] = {"sizes": []}
     for rollouts, tokens in sizes:
-        row = bench_fused_size(rollouts, tokens, group=args.group, repeats=repeats)
-        result["fused"]["sizes"].append(row)
+        row = bench_presets_size(rollouts, tokens, group=args.group, repeats=repeats)
+        result["presets"]["sizes"].append(row)
         seconds = row["seconds"]
-        line = f"{rollouts:>8} {tokens:>6} {1e3 * seconds['grpo']:>8.2f}"
-        line += "".join(
-            f" {1e3 * seconds[n]:>13.2f} {row['ratio'][n]:>6.2f} {1e3 * seconds[n + '+fused']:>15.2f}"
-            f" {row['ratio'][n + '+fused']:>6.2f} {row['min_ratio'][n + '+fused']:>9.2f}"
-            f" {row['compile_seconds'][n + '+fused']:>9.2f}"
-            for n in FUSED
-        )
-        print(line, flush=True)
-    headline = result["fused"]["sizes"][-1]
-    worst = max(headline["ratio"][f"{n}+fused"] for n in FUSED)
-    result["fused"]["headline"] = {"worst_ratio": worst, "target_met": worst <= TARGET_RATIO}
-    print(f"fused headline {headline['rollouts']} x {headline['tokens']}: worst ours+fused/grpo = {worst:.2f} "
-          f"(target <= {TARGET_RATIO}: {'met' if worst <= TARGET_RATIO else 'MISSED'})")
+        print(f"{rollouts} x {tokens}: grpo {1e3 * seconds['grpo']:.2f} ms")
+        print(f"  {'preset':<16} {'ms':>8} {'ratio':>6} {'min-ratio':>9} {'+fused ms':>10} {'ratio':>6} "
+              f"{'min-ratio':>9} {'compile s':>9}")
+        for name in PRESETS:
+            fused = f"{name}+fused"
+            print(f"  {name:<16} {1e3 * seconds[name]:>8.2f} {row['ratio'][name]:>6.2f} {row['min_ratio'][name]:>9.2f}"
+                  f" {1e3 * seconds[fused]:>10.2f} {row['ratio'][fused]:>6.2f} {row['min_ratio'][fused]:>9.2f}"
+                  f" {row['compile_seconds'][fused]:>9.2f}", flush=True)
+    headline = result["presets"]["sizes"][-1]
+    for label, names in (("eager", PRESETS), ("fused", [f"{n}+fused" for n in PRESETS])):
+        worst = max(headline["ratio"][n] for n in names)
+        result["presets"][f"{label}_headline"] = {"worst_ratio": worst, "target_met": worst <= TARGET_RATIO}
+        print(f"presets {label} headline {headline['rollouts']} x {headline['tokens']}: worst / grpo = {worst:.2f} "
+              f"(target <= {TARGET_RATIO}: {'met' if worst <= TARGET_RATIO else 'MISSED'})")
     write_json(args.json, result)
 
 

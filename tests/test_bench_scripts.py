@@ -40,6 +40,12 @@ def test_bench_signals_tiny_reports_every_field(tmp_path):
         assert set(row["seconds"]) == {"pass", "grpo", *ESTIMATORS}
         assert set(row["ratio"]) == set(row["min_ratio"]) == set(row["extra_passes"]) == set(ESTIMATORS)
     assert set(data["headline"]) == {"rollouts", "tokens", "worst_ratio", "target_met"}
+    presets = _load("bench_signals").PRESETS
+    assert {"rlsd_negative", "cast", "antisd", "family"} <= set(presets)  # every preset recipe of the family
+    for row in data["presets"]["sizes"]:
+        timed_names = {*presets, *(f"{name}+fused" for name in presets)}
+        assert set(row["seconds"]) == {"grpo", *timed_names} and set(row["ratio"]) == timed_names
+        assert set(row["compile_seconds"]) == {f"{name}+fused" for name in presets}
 
 
 def test_forward_flops_by_hand():

@@ -11,7 +11,8 @@ from verl.trainer.config import AlgoConfig
 from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage, get_adv_estimator_fn
 
 from rlrt_recipe.config import ESTIMATOR_FORMS, TEACHER_ESTIMATORS, RlrtConfig
-from rlrt_recipe.integration.estimators import estimator_inputs  # importing it registers the estimators
+from rlrt_recipe import signals
+from rlrt_recipe.integration.estimators import estimator_inputs, grpo_row_advantages  # registers the estimators
 
 NAMES = ("rlrt", "rlsd", "opsd", "grpo_opsd")
 
@@ -76,6 +77,43 @@ def test_equals_verl_grpo_for_rows_without_teacher(name, norm):
     assert torch.equal(adv[~has_teacher], grpo[~has_teacher])
     changed = has_teacher & (grpo.abs().sum(1) > 0)
     assert not torch.equal(adv[changed], grpo[changed])
+
+
+@pytest.mark.parametrize("norm", [True, False])
+def test_one_a_per_row_is_verls_grpo_bit_for_bit(norm):
+    """grpo_row_advantages × mask is verl's GRPO advantage exactly, also with rewards on every token (KL in the
+    reward); and the family gives the same Â, bit for bit, from A [B, 1] as from verl's A [B, T]."""
+    rewards, mask, index, old, teacher, correct = _batch()
+    rewards = rewards - 0.01 * torch.rand(rewards.shape, generator=torch.Generator().manual_seed(3)) * mask
+    row = grpo_row_advantages(rewards, index, AlgoConfig(norm_adv_by_std_in_grpo=norm))  # [B, 1]
+    full = _verl_grpo(rewards, mask, index, norm)  # [B, T]
+    assert row.shape == (6, 1) and torch.equal(row * mask, full)
+    delta = teacher - old  # [B, T]
+    low, high = signals.clip_box(correct, correct_box=(0.8, 1.05), incorrect_box=(0.95, 1.2))
+    for lam, additive, lam_add in ((0.5, None, 0.0), (1.0, "antisd", 0.1), (0.0, "delta", 0.2)):
+        kwargs = dict(rows=correct, tokens=None, direction=-1, low=low, high=high, lam=lam, confidence=None,
+                      lam_add=lam_add, additive=additive)
+        assert torch.equal(signals.family_advantages(delta, row, mask, **kwargs),
+                           signals.family_advantages(delta, full, mask, **kwargs))
+
+
+@pytest.mark.parametrize("name, section", [
+    ("rlrt", {}), ("rlsd", {"gate": "negative", "additive": "antisd"}), ("grpo_opsd", {}),
+    ("rlsd", {"correct_box": [0.8, 1.05], "incorrect_box": [0.95, 1.2], "gate": "mixed"}),
+])
+def test_fused_advantage_is_the_eager_one_to_float_rounding(name, section):
+    """rlrt.fused_advantage: the same Â through verl's registry (the compiled kernel's exp differs by an ulp or two),
+    0 exactly off the mask; the key is refused on estimators outside the family."""
+    rewards, mask, index, old, teacher, correct = _batch()
+    eager = RlrtConfig(**section).resolved(name, max_prompt_length=16, max_response_length=16)
+    fused = RlrtConfig(**section, fused_advantage=True).resolved(name, max_prompt_length=16, max_response_length=16)
+    kw = dict(old_log_probs=old, teacher_log_probs=teacher, correct=correct)
+    expected, _ = _call(name, rewards, mask, index, True, rlrt_cfg=eager, **kw)
+    got, _ = _call(name, rewards, mask, index, True, rlrt_cfg=fused, **kw)
+    assert_close(got, expected, rtol=1e-6, atol=1e-6)
+    assert torch.equal(got[mask == 0], torch.zeros(int((mask == 0).sum())))
+    with pytest.raises(ValueError, match=r"rlrt\.fused_advantage only applies"):
+        RlrtConfig(fused_advantage=True).resolved("opsd", max_prompt_length=16, max_response_length=16)
 
 
 def test_verl_grpo_facts():

@@ -137,16 +137,24 @@ def test_generated_inputs_match_eager(batch, length, seed, tokens, confidence, p
                                 lam_add=0.0 if additive is None else lam_add, additive=additive, **kw)
 
 
+@pytest.mark.parametrize("row_adv", [False, True])
 @pytest.mark.parametrize("lam", [0.5, 0.0])
-def test_no_recompilation_for_a_new_shape(lam):
+def test_no_recompilation_for_a_new_shape(lam, row_adv):
     """After the first call, new [B, T] shapes (a square one, B = 1, T = 1) run the compiled kernel as it is:
-    a recompilation is an error here (guards against dynamo specialising a size, or tying B to T)."""
+    a recompilation is an error here (guards against dynamo specialising a size, or tying B to T); with A [B, T] and
+    with one A per row [B, 1], as the estimators pass it."""
     kw = dict(direction=-1, lam=lam, lam_add=0.2, additive="delta")
-    delta, adv, mask, inputs = _inputs(4, 9, 2, tokens=False, confidence=False, per_row_box=True)
-    family_advantages(delta, adv, mask, fused=True, **inputs, **kw)  # compiles, unless an earlier test did
+
+    def inputs_of(batch, length, seed):
+        delta, adv, mask, inputs = _inputs(batch, length, seed, tokens=False, confidence=False, per_row_box=True)
+        return delta, adv[:, :1].clone() if row_adv else adv, mask, inputs
+
+    for batch, length in ((4, 9), (2, 1)):  # compiles, unless an earlier test did; A [B, 1] is always one A per row
+        delta, adv, mask, inputs = inputs_of(batch, length, 2)
+        family_advantages(delta, adv, mask, fused=True, **inputs, **kw)
     with torch._dynamo.config.patch(error_on_recompile=True):
         for batch, length in ((7, 3), (6, 6), (1, 40), (3, 1), (64, 515)):
-            delta, adv, mask, inputs = _inputs(batch, length, 3, tokens=False, confidence=False, per_row_box=True)
+            delta, adv, mask, inputs = inputs_of(batch, length, 3)
             _assert_fused_matches_eager(delta, adv, mask, **inputs, **kw)
 
 

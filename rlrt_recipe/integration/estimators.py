@@ -42,20 +42,29 @@ def grpo_advantages(
     return advantages
 
 
+def grpo_row_advantages(token_level_rewards: torch.Tensor, index: np.ndarray, config: Any = None) -> torch.Tensor:
+    """A per row [B, 1]: verl's GRPO outcome advantage computed on each row's summed reward, so that
+    ``grpo_row_advantages(r, index, config) * response_mask`` is ``grpo_advantages(r, response_mask, index, config)``
+    bit for bit (verl sums the rewards over the response, normalises per group, then multiplies by the mask) without
+    the [B, T] pass; the token-weight family broadcasts it over the row."""
+    scores = token_level_rewards.sum(dim=-1, keepdim=True)  # [B, 1], verl's own first step
+    return grpo_advantages(scores, torch.ones_like(scores, dtype=torch.int64), index, config)  # [B, 1]
+
+
 def _reweighted(delta, response_mask, grpo, *, correct, has_teacher, global_step, rlrt_cfg, index,
                 tokens, confidence) -> torch.Tensor:
     """rlrt, rlsd: the token-weight family with the member's settings (docs/methods.md, "The token-weight family"):
     Â_t = A·m_t + S_t·λ_add·g(Δ_t), m_t = 1 + S_t·λ_k·(G_t·w_t − 1), S_t the rows of ``rlrt.gate`` and the tokens of
     ``rlrt.span``, G_t the teacher confidence (``rlrt.confidence_min``)."""
-    adv = grpo()  # [B, T]
+    adv = grpo()  # [B, 1]
     cfg = rlrt_cfg
-    rows = signals.selected_rows(cfg.gate, correct=correct, has_teacher=has_teacher, adv_sign=_row_sign(adv, response_mask),
+    rows = signals.selected_rows(cfg.gate, correct=correct, has_teacher=has_teacher, adv_sign=adv[:, 0].sign(),
                                  group=list(index))  # [B]
     low, high = _box(cfg, correct)  # [B] each
     return signals.family_advantages(
         delta, adv, response_mask, rows=rows, tokens=tokens, direction=cfg.direction, low=low, high=high,
         lam=cfg.lambda_at(global_step), confidence=confidence,
-        lam_add=cfg.distill_adv_coef if cfg.additive else 0.0, additive=cfg.additive,
+        lam_add=cfg.distill_adv_coef if cfg.additive else 0.0, additive=cfg.additive, fused=cfg.fused_advantage,
     )  # [B, T]
 
 
@@ -68,12 +77,12 @@ def _grpo_opsd(delta, response_mask, grpo, *, rlrt_cfg, has_teacher, tokens, **_
     """grpo_opsd: the family's additive member, Â_t = A + S_t·λ_add·g(Δ_t) with λ_add = rlrt.distill_adv_coef, g =
     Δ (the default, ``rlrt.additive=delta``) or AntiSD's term and S_t the tokens of ``rlrt.span``; rows without a
     teacher carry Δ = 0, so g = 0 there."""
-    adv = grpo()  # [B, T]
+    adv = grpo()  # [B, 1]
     box = torch.ones(delta.shape[0])  # [B]: with λ = 0 no weight is formed
     rows = torch.ones(delta.shape[0], dtype=torch.bool)  # [B]
     return signals.family_advantages(
         delta, adv, response_mask, rows=rows, tokens=tokens, direction=1, low=box, high=box, lam=0.0, confidence=None,
-        lam_add=rlrt_cfg.distill_adv_coef, additive=rlrt_cfg.additive,
+        lam_add=rlrt_cfg.distill_adv_coef, additive=rlrt_cfg.additive, fused=rlrt_cfg.fused_advantage,
     )  # [B, T]
 
 
@@ -92,11 +101,6 @@ def confidence_factor(cfg: RlrtConfig, teacher_entropy: torch.Tensor | None, res
     if cfg.confidence_min is None:
         return None
     return signals.teacher_confidence(teacher_entropy, response_mask, vocab_size=vocab_size, g_min=cfg.confidence_min)
-
-
-def _row_sign(adv: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
-    """sign of each row's A  [B] (GRPO's A is one value per row, broadcast over its response)."""
-    return torch.where(response_mask.bool(), adv.float(), 0.0).sum(dim=1).sign()
 
 
 def _box(cfg: RlrtConfig, correct: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,7 +185,7 @@ def _teacher_estimator(name: str):
         delta = signals.privileged_gain(teacher_log_probs, old_log_probs)  # [B, T]
 
         def grpo() -> torch.Tensor:
-            return grpo_advantages(token_level_rewards, response_mask, index, config)  # [B, T]
+            return grpo_row_advantages(token_level_rewards, index, config)  # [B, 1]
 
         adv_hat = advantage_of(
             delta, response_mask, grpo, correct=correct.bool(), has_teacher=has_teacher.bool(),
