@@ -235,6 +235,24 @@ def test_cpu_group_composes_after_the_groups(hydra_ctx, method, backbone):
     assert cfg.actor_rollout_ref.model.path == BACKBONES[backbone][0]  # the CPU run overrides it on the command line
 
 
+def test_cpu_vl_group_is_the_cpu_group_plus_the_image_dataset(hydra_ctx):
+    """`+env=cpu_vl` (scripts/run_cpu_demo.sh with VL=1) keeps every env/cpu value and adds what image rows need:
+    verl resolves the torchvision-free dataset class from it, and image prompts get a larger budget."""
+    from verl.utils.dataset.rl_dataset import get_dataset_class
+
+    from rlrt_recipe.cpu.dataset import TorchvisionFreeRLHFDataset
+
+    cpu, vl = _compose("+env=cpu"), _compose("+env=cpu_vl")
+    assert get_dataset_class(vl.data) is TorchvisionFreeRLHFDataset
+    assert (vl.data.image_key, vl.data.image_patch_size, vl.data.max_prompt_length) == ("images", None, 128)
+    changed = {"custom_cls", "image_patch_size", "max_prompt_length"}
+    assert ({k: v for k, v in vl.data.items() if k not in changed}
+            == {k: v for k, v in cpu.data.items() if k not in changed})
+    assert vl.actor_rollout_ref.rollout.prompt_length == 128  # verl's interpolation of data.max_prompt_length
+    for section in ("actor_rollout_ref", "trainer", "ray_kwargs"):
+        assert OmegaConf.to_container(vl[section]) == OmegaConf.to_container(cpu[section]), section
+
+
 @pytest.mark.parametrize(
     "method, updates, key",
     [

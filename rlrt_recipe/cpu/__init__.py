@@ -10,6 +10,8 @@ function at import (``verl/workers/engine_workers.py:38``), so the platform and 
 be in place before anything under ``verl.workers`` is imported: the first two steps below.
 Without torchvision (no CPU wheel exists) transformers cannot load a Qwen3-VL processor; ``use_real_video_processor``
 fixes that in every process that imports this package, the hf rollout server's included (``vision.py``).
+``dataset.py`` (image rows without torchvision) is not imported here: verl loads it from ``data.custom_cls``
+(``recipes/env/cpu_vl.yaml``).
 """
 
 from rlrt_recipe.cpu.platform import PlatformCPU, cpu_platform_requested, register_platform

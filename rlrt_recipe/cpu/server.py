@@ -4,6 +4,14 @@ verl has no base class for a rollout server; the agent loop calls it through ``L
 (``verl/workers/rollout/llm_server.py:150``) and the trainer drives its lifecycle through
 ``RolloutReplica`` (``verl/workers/rollout/replica.py``). This module is what Ray unpickles in the server
 process, so it imports nothing of verl's trainer; it runs one request at a time on one torch thread.
+
+Image prompts (Qwen3-VL): a config transformers maps to an image-text-to-text model (the check verl's actor makes,
+``verl/utils/model.py:710``) is loaded with ``AutoModelForImageTextToText`` and its processor; the agent loop's
+``image_data`` (PIL images, already resized by the dataset class) become ``pixel_values``/``image_grid_thw``
+through the processor's image processor, as verl's post-processing computes the actor's inputs
+(``agent_loop.py:868-918``). The model's vision special tokens are never sampled: a random policy samples
+``<|image_pad|>``, and verl's position-id and embedding code then fails on the row (a stray image token without an
+image). Log-probs still come from the raw logits, the quantity verl's actor computes.
 """
 
 from __future__ import annotations
@@ -11,11 +19,16 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, GenerationConfig
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, GenerationConfig
+from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
 from verl.workers.rollout.replica import TokenOutput
+
+from rlrt_recipe.cpu.vision import use_real_video_processor
 
 #: Sampling keys the agent loop sends (``verl/experimental/agent_loop/agent_loop.py:590``) and we honour.
 _MAX_TOKEN_KEYS = ("max_tokens", "max_new_tokens")
+#: Config attributes of a vision-language model's special tokens that only the processor may place.
+_VISION_TOKEN_KEYS = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
 
 
 class HFRolloutServer:
@@ -39,12 +52,25 @@ class HFRolloutServer:
         # Ray gives this actor no CPU (num_cpus=0): the trainer ranks own the cores.
         torch.set_num_threads(1)
         torch.manual_seed(seed)
-        self.model = AutoModelForCausalLM.from_pretrained(
+        config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+        self.is_vision_language = type(config) in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
+        model_class = AutoModelForImageTextToText if self.is_vision_language else AutoModelForCausalLM
+        self.model = model_class.from_pretrained(
             model_path,
             dtype=torch.float32,
             attn_implementation=attn_implementation,
             trust_remote_code=trust_remote_code,
         ).eval()
+        self.processor = None
+        self.image_token_id: int | None = None
+        self.vision_token_ids: list[int] = []
+        if self.is_vision_language:
+            # This process runs with verl's plug-ins off (rollout.py _SERVER_ENV): the fix must be applied here.
+            use_real_video_processor()
+            self.processor = AutoProcessor.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+            self.image_token_id = config.image_token_id
+            self.vision_token_ids = [getattr(config, key) for key in _VISION_TOKEN_KEYS
+                                     if getattr(config, key, None) is not None]
         eos = self.model.generation_config.eos_token_id
         if eos is None:
             raise ValueError(f"{model_path}: generation_config.json has no eos_token_id; the rollout cannot stop")
@@ -63,8 +89,12 @@ class HFRolloutServer:
         **kwargs: Any,
     ) -> TokenOutput:
         """Token ids after ``prompt_ids`` up to and including the first EOS (or the token budget)."""
-        if image_data is not None or video_data is not None or kwargs.get("audio_data") is not None:
-            raise ValueError("the hf rollout is text-only; use rollout.name=vllm for multimodal data")
+        if video_data is not None or kwargs.get("audio_data") is not None:
+            raise ValueError(
+                "the hf rollout serves text and image prompts only; use rollout.name=vllm for video or audio"
+            )
+        if image_data is not None and not self.is_vision_language:
+            raise ValueError(f"{type(self.model).__name__} is a text model: it cannot take image prompts")
         repetition_penalty = float(sampling_params.get("repetition_penalty", 1.0))
         if repetition_penalty != 1.0:
             raise ValueError(f"the hf rollout supports repetition_penalty=1.0 only, got {repetition_penalty}")
@@ -83,12 +113,15 @@ class HFRolloutServer:
             pad_token_id=self.eos_token_ids[0],
             return_dict_in_generate=True,
             output_logits=True,
+            suppress_tokens=self.vision_token_ids or None,  # sampling only: output.logits stay raw
             **sampling,
         )
         input_ids = torch.tensor([prompt_ids], dtype=torch.long)  # [1, P]
+        image_inputs = self._image_inputs(input_ids, image_data, kwargs.get("mm_processor_kwargs"))
         with torch.no_grad():
             output = self.model.generate(
-                input_ids, attention_mask=torch.ones_like(input_ids), generation_config=generation_config
+                input_ids, attention_mask=torch.ones_like(input_ids), generation_config=generation_config,
+                **image_inputs,
             )
         token_ids = output.sequences[0, len(prompt_ids) :].tolist()  # [R]; ends at the first EOS if any
 
@@ -104,6 +137,19 @@ class HFRolloutServer:
             stop_reason="completed",
             extra_fields={"global_steps": self.global_steps},
         )
+
+    def _image_inputs(self, input_ids: torch.Tensor, images: list[Any] | None,
+                      mm_processor_kwargs: dict[str, Any] | None) -> dict[str, torch.Tensor]:
+        """``pixel_values`` [N, C·T·p·p], ``image_grid_thw`` [n, 3] and ``mm_token_type_ids`` [1, P] (1 at image
+        tokens; transformers needs it with pixels for M-RoPE) for ``images``; nothing for a text prompt."""
+        if not images:
+            return {}
+        pixels = self.processor.image_processor(images=images, return_tensors="pt", **(mm_processor_kwargs or {}))
+        return {
+            "pixel_values": pixels["pixel_values"],
+            "image_grid_thw": pixels["image_grid_thw"],
+            "mm_token_type_ids": (input_ids == self.image_token_id).long(),
+        }
 
     def _max_new_tokens(self, sampling_params: dict[str, Any], num_prompt_tokens: int) -> int:
         """The request's own budget if it sets one, else what still fits in response_length; at least 1."""
