@@ -8,7 +8,8 @@ The rule, per row i of the batch:
 - the teacher's messages are the row's ``raw_prompt`` with the content of the **last user message**
   replaced by ``template.format(question=<that content>, <field>=<context text>)``; system messages,
   earlier turns and any assistant turn are copied unchanged, so the privileged block never lands inside
-  an assistant turn;
+  an assistant turn; content that is a list of text and image blocks keeps the student's blocks unchanged, with
+  the template's text before and after ``{question}`` around them (``teacher_messages``);
 - the context text is chosen by ``context`` (the column "privileged context c" of METHODS.md):
     ``answer``    ``reward_model.ground_truth``                                   (RLSD)
     ``solution``  ``extra_info.solution`` if the row has one, else the answer     (OPSD, grpo_opsd)
@@ -191,17 +192,103 @@ def validate_template(kind: str, template: str) -> None:
 
 def teacher_messages(row: RowInfo, kind: str, text: str, templates: Mapping[str, str]) -> Messages:
     """``row.messages`` with the last user message's content C replaced by ``templates[kind]`` rendered
-    with ``question=C`` and ``<kind>=text``; every other message is copied unchanged."""
+    with ``question=C`` and ``<kind>=text``; every other message is copied unchanged.
+
+    Content that is a list of blocks (a multimodal row: ``{"type": "image", ...}`` and ``{"type": "text", "text":
+    ...}``) keeps the student's blocks, in their order and unchanged: the template is split at its one ``{question}``
+    into a prefix P and a suffix S (each rendered with ``<kind>=text``), and the content becomes
+    ``[P] + blocks + [S]``, P merged into a leading text block and S into a trailing one when there is one (Qwen-VL
+    chat templates concatenate adjacent text blocks, so a text-only row renders as with string content), empty
+    parts dropped. The identity template ``{question}`` then returns the student's messages, and the teacher sees
+    exactly the student's images. Refused naming the row (``UnsupportedContent``): a block that is not text or an
+    image (video, audio) in any message, and list content with a template that uses ``{question}`` more than once.
+    """
     last_user = max((k for k, m in enumerate(row.messages) if m.get("role") == "user"), default=None)
     if last_user is None:
         raise ValueError(f"{row.where()}: raw_prompt has no user message to append the privileged context to")
+    check_blocks(row)
     question = row.messages[last_user].get("content")
-    if not isinstance(question, str):
-        raise ValueError(f"{row.where()}: the last user message's content is {type(question).__name__}, not text; "
-                         "multimodal rows are not supported by the privileged teacher")
     messages = [dict(m) for m in row.messages]
-    messages[last_user]["content"] = templates[kind].format_map({"question": question, kind: text})
+    if isinstance(question, str):
+        messages[last_user]["content"] = templates[kind].format_map({"question": question, kind: text})
+        return messages
+    if not isinstance(question, list):
+        raise UnsupportedContent(row, f"the last user message's content is {type(question).__name__}, neither text "
+                                      "nor a list of content blocks")
+    parts = _around_question(templates[kind], {kind: text})
+    if len(parts) != 2:
+        raise UnsupportedContent(
+            row, f"rlrt.privileged_templates.{kind} uses {{question}} {len(parts) - 1} times, but the row's last user "
+                 "message is a list of content blocks (images), which can appear only once in the teacher prompt; use "
+                 f"{{question}} once in the template: {templates[kind]!r}"
+        )
+    prefix, suffix = parts
+    content = list(question)
+    if prefix:
+        if content and _is_text(content[0]):
+            content[0] = {**content[0], "text": prefix + content[0]["text"]}
+        else:
+            content.insert(0, {"type": "text", "text": prefix})
+    if suffix:
+        if content and _is_text(content[-1]):
+            content[-1] = {**content[-1], "text": content[-1]["text"] + suffix}
+        else:
+            content.append({"type": "text", "text": suffix})
+    messages[last_user]["content"] = content
     return messages
+
+
+#: Content block types the privileged teacher serves (verl's VL token builder reads images from these).
+IMAGE_BLOCKS = ("image", "image_url")
+
+
+class UnsupportedContent(ValueError):
+    """A row whose content the privileged teacher cannot serve (a video or audio block, or list content with a
+    template that repeats ``{question}``); the message names the row, ``reason`` says what is wrong."""
+
+    def __init__(self, row: RowInfo, reason: str):
+        super().__init__(f"{row.where()}: {reason}")
+        self.reason = reason
+
+
+def check_blocks(row: RowInfo) -> None:
+    """Raise ``UnsupportedContent`` naming the row and the block type if any message of ``row`` holds a content block
+    that is neither text nor an image (video and audio rows are not supported by the privileged teacher)."""
+    for message in row.messages:
+        content = message.get("content")
+        for block in content if isinstance(content, list) else ():
+            kind = block.get("type") if isinstance(block, Mapping) else type(block).__name__
+            if kind != "text" and kind not in IMAGE_BLOCKS:
+                raise UnsupportedContent(
+                    row, f"a {kind!r} content block in a {message.get('role')!r} message; the privileged teacher "
+                         "serves text and image blocks only (video and audio rows are not supported): drop such rows "
+                         "from the dataset (rlrt.preflight_skip=true drops them before step 1)"
+                )
+
+
+def has_images(messages: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether any message's content is a list holding an image block."""
+    return any(isinstance(block, Mapping) and block.get("type") in IMAGE_BLOCKS
+               for m in messages if isinstance(m.get("content"), list) for block in m["content"])
+
+
+def _is_text(block: Any) -> bool:
+    return isinstance(block, Mapping) and block.get("type") == "text" and isinstance(block.get("text"), str)
+
+
+def _around_question(template: str, fields: Mapping[str, str]) -> list[str]:
+    """The rendered text between the ``{question}`` fields of ``template`` (other fields filled from ``fields``,
+    ``{{``/``}}`` unescaped as ``str.format`` does): one more part than ``{question}`` occurrences."""
+    parts, current = [], []
+    for literal, name, _, _ in string.Formatter().parse(template):
+        current.append(literal)
+        if name == "question":
+            parts.append("".join(current))
+            current = []
+        elif name is not None:
+            current.append(fields[name])
+    parts.append("".join(current))
+    return parts
 
 
 def generation_prompt_tail(student: TokenIds, teacher: TokenIds, *, where: str,

@@ -87,14 +87,97 @@ def test_context_goes_into_the_last_user_message_only():
     assert r.messages[3]["content"] == "Second question"
 
 
-def test_row_without_text_user_message_raises_naming_the_row():
-    """Guards multimodal rows and prompts without a user turn: an error, never a context in the wrong turn."""
+def test_row_without_a_user_message_raises_naming_the_row():
+    """Guards prompts without a user turn: an error, never a context in the wrong turn."""
     with pytest.raises(ValueError, match=r"row 4 \(data_source='toy', uid='u'\).*no user message"):
         teacher_messages(row(4, uid="u", messages=[{"role": "system", "content": "s"}]), "answer", "1",
                          DEFAULT_TEMPLATES)
-    multimodal = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "what"}]}]
-    with pytest.raises(ValueError, match=r"row 1 .*multimodal"):
-        teacher_messages(row(1, messages=multimodal), "answer", "1", DEFAULT_TEMPLATES)
+
+
+# --- list content (image rows) ------------------------------------------------------------------------------
+
+IMAGE_A, IMAGE_B = {"type": "image", "image": "a.png"}, {"type": "image", "image": "b.png"}
+ANSWER_SUFFIX = "\n\nThe reference final answer is: 2"
+
+
+def text(value):
+    return {"type": "text", "text": value}
+
+
+def image_row(*blocks, index=0):
+    return row(index, messages=[{"role": "system", "content": "sys"}, {"role": "user", "content": list(blocks)}])
+
+
+@pytest.mark.parametrize("blocks, expected", [
+    # images first: the suffix joins the trailing text block
+    ([IMAGE_A, text("What shape?")], [IMAGE_A, text("What shape?" + ANSWER_SUFFIX)]),
+    # text, image, text: the blocks in their order, the suffix in the last text block
+    ([text("Compare"), IMAGE_A, text("with this.")], [text("Compare"), IMAGE_A, text("with this." + ANSWER_SUFFIX)]),
+    # two images, no text block after them: the suffix becomes its own trailing text block
+    ([text("Same colour?"), IMAGE_A, IMAGE_B], [text("Same colour?"), IMAGE_A, IMAGE_B, text(ANSWER_SUFFIX)]),
+    ([IMAGE_A, IMAGE_B], [IMAGE_A, IMAGE_B, text(ANSWER_SUFFIX)]),
+])
+def test_answer_template_keeps_the_students_blocks_in_order(blocks, expected):
+    """Guards image rows (issue 20): the teacher sees exactly the student's image blocks (the same objects) in their
+    order, with the privileged text after them where the template puts it; other messages and the row are unchanged."""
+    r = image_row(*blocks)
+    messages = teacher_messages(r, "answer", "2", DEFAULT_TEMPLATES)
+    assert messages[0] == {"role": "system", "content": "sys"}
+    assert messages[1]["content"] == expected
+    assert [b for b in messages[1]["content"] if b["type"] == "image"] == [b for b in blocks if b["type"] == "image"]
+    assert all(any(b is s for s in blocks) for b in messages[1]["content"] if b["type"] == "image")
+    assert r.messages[1]["content"] == blocks  # the row's own blocks are not mutated
+
+
+def test_text_around_question_merges_into_the_first_and_last_text_blocks():
+    """Guards the split at {question}: the text before it joins a leading text block (or leads as its own block when
+    the content starts with an image), the text after it a trailing one; literal braces come out unescaped."""
+    templates = validate_templates({"answer": "Q{{1}}: {question} [answer: {answer}]"})
+    assert teacher_messages(image_row(text("Look:"), IMAGE_A, text("what?")), "answer", "2", templates)[1][
+        "content"] == [text("Q{1}: Look:"), IMAGE_A, text("what? [answer: 2]")]
+    assert teacher_messages(image_row(IMAGE_A, IMAGE_B), "answer", "2", templates)[1]["content"] == [
+        text("Q{1}: "), IMAGE_A, IMAGE_B, text(" [answer: 2]")]
+
+
+@pytest.mark.parametrize("blocks", [
+    [IMAGE_A, text("What shape?")], [text("Compare"), IMAGE_A, text("with this.")], [IMAGE_A, IMAGE_B], [IMAGE_A],
+])
+def test_identity_template_returns_the_students_messages_for_list_content(blocks):
+    """Guards the alignment check on image rows: "{question}" adds no block and changes none, so the teacher's
+    messages equal the student's and their renders are the same tokens."""
+    r = image_row(*blocks)
+    templates = validate_templates({kind: "{question}" for kind in DEFAULT_TEMPLATES})
+    for kind in DEFAULT_TEMPLATES:
+        assert teacher_messages(r, kind, "anything", templates) == list(r.messages)
+
+
+def test_list_content_of_text_blocks_renders_as_string_content():
+    """Guards the merge rule: a row whose content is one text block gets the same text as the string-content row."""
+    as_string = teacher_messages(row(question="What is 1+1?"), "solution", "1+1=2.", DEFAULT_TEMPLATES)[0]["content"]
+    as_block = teacher_messages(row(messages=[{"role": "user", "content": [text("What is 1+1?")]}]), "solution",
+                                "1+1=2.", DEFAULT_TEMPLATES)[0]["content"]
+    assert as_block == [text(as_string)]
+
+
+def test_question_twice_is_refused_for_list_content_only():
+    """Guards the images appearing once: a template repeating {question} is refused for an image row, naming the key
+    and the row; string content keeps str.format's repetition, as before."""
+    templates = validate_templates({"answer": "{question}\nAgain: {question}\nAnswer: {answer}"})
+    assert teacher_messages(row(), "answer", "2", templates)[0]["content"] == (
+        "What is 1+1?\nAgain: What is 1+1?\nAnswer: 2")
+    with pytest.raises(ValueError, match=r"row 3 .*rlrt\.privileged_templates\.answer uses \{question\} 2 times"):
+        teacher_messages(image_row(IMAGE_A, text("what?"), index=3), "answer", "2", templates)
+
+
+@pytest.mark.parametrize("block", [{"type": "video", "video": "v.mp4"}, {"type": "audio", "audio": "a.wav"}])
+def test_video_and_audio_blocks_are_refused_naming_the_type_and_the_row(block):
+    """Guards the images-only scope: video and audio rows raise naming the block type and the row (in any message)."""
+    with pytest.raises(ValueError, match=rf"row 2 \(data_source='toy', uid='g'\): a '{block['type']}' content block"):
+        teacher_messages(image_row(IMAGE_A, block, text("what?"), index=2), "answer", "2", DEFAULT_TEMPLATES)
+    earlier = [{"role": "user", "content": [block]}, {"role": "assistant", "content": "ok"},
+               {"role": "user", "content": "and now?"}]
+    with pytest.raises(ValueError, match=rf"row 5 .*'{block['type']}' content block in a 'user' message"):
+        teacher_messages(row(5, messages=earlier), "answer", "2", DEFAULT_TEMPLATES)
 
 
 def test_values_with_braces_are_inserted_verbatim():

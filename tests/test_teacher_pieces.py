@@ -96,6 +96,7 @@ def test_teacher_batch_layout(layout, rows_sent, budget):
     assert tu.get_non_tensor_data(td, "temperature", None) == 0.7
     assert tu.get_non_tensor_data(td, "compute_loss", None) is False
     assert tu.get_non_tensor_data(td, "max_token_len_per_gpu", None) == budget
+    assert "multi_modal_inputs" not in td.keys() and td["position_ids"].dim() == 2  # text-only: the rows of before
 
 
 def test_teacher_metrics_hand_computed():

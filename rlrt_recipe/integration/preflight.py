@@ -12,6 +12,16 @@ or, with ``rlrt.preflight_skip=true``, drops them from the training set before v
 The ``rollout`` context's sibling text is a response of the step and cannot be checked here; its
 ``rlrt.sibling_fallback`` context is (with ``sibling_fallback=none`` only the student prompt is).
 
+Image rows (a multimodal model; messages built by the dataset's own ``_build_messages``, as ``__getitem__`` builds
+``raw_prompt``) cost no image processing unless their teacher prompt may be over budget. Their student prompt S is not
+checked: verl never truncates a multimodal prompt (the agent loop refuses one over ``rollout.prompt_length``,
+``data.filter_overlong_prompts`` drops it at load), so S ≤ ``prompt_length`` for every row that reaches the teacher
+step. The teacher prompt T keeps the student's images, so their image tokens cancel in T − S, which the renders with
+one placeholder per image (no pixels) give exactly, and ``prompt_length`` + (T − S) bounds T. Only a row whose bound is
+over the budget is rendered with its images as the rollout gets them (``ImageTeacherPromptLengths``, the teacher
+step's own renderer). Rows with video or audio blocks, and image rows under a template repeating ``{question}``, are
+reported as ``unsupported_content``.
+
 ``find_unservable_rows`` and ``format_problems`` are pure; ``PromptLengths`` wraps verl's builder and
 ``TeacherPromptLengths`` adds the tail; the trainer calls ``preflight_train_dataset`` once, on verl's ``RLHFDataset``.
 """
@@ -31,7 +41,15 @@ from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token
 
 from rlrt_recipe import privileged
 from rlrt_recipe.config import RlrtConfig
-from rlrt_recipe.integration.teacher import chat_template_kwargs, generation_prompt, resolved_teacher_kwargs
+from rlrt_recipe.integration.teacher import (
+    ConversationImages,
+    FetchImages,
+    PromptRenderer,
+    chat_template_kwargs,
+    generation_prompt,
+    resolved_teacher_kwargs,
+    teacher_prompt_ids,
+)
 
 logger = logging.getLogger("rlrt_recipe")
 
@@ -46,11 +64,13 @@ PromptLengthsFn = Callable[[Sequence[Messages]], list[int]]
 TeacherPromptLengthsFn = Callable[[Sequence[Messages], Sequence[privileged.RowInfo]], list[int]]
 
 #: Why a row cannot be served, in the order the report lists them.
-PROBLEM_KINDS = ("student_truncated", "teacher_over_budget", "missing_reference")
+PROBLEM_KINDS = ("student_truncated", "teacher_over_budget", "missing_reference", "unsupported_content")
 PROMPT_LENGTH_KEY = "actor_rollout_ref.rollout.prompt_length"
 BUDGET_KEY = "rlrt.max_privileged_prompt_length"
 #: Rows listed in the error; the counts above the list are always complete.
 LISTED_ROWS = 20
+#: Training rows read (and held, images included) at a time.
+READ_CHUNK_ROWS = 1024
 
 
 @dataclass(frozen=True)
@@ -90,33 +110,64 @@ def find_unservable_rows(
     prompt_length: int,
     budget: int,
     teacher_prompt_lengths: TeacherPromptLengthsFn | None = None,
+    image_teacher_prompt_lengths: TeacherPromptLengthsFn | None = None,
 ) -> list[Problem]:
     """Every problem of every row, sorted by row: a student prompt over ``prompt_length`` tokens, a reference
-    teacher prompt over ``budget`` tokens, a missing (null, NaN, blank) or unusable reference text.
+    teacher prompt over ``budget`` tokens, a missing (null, NaN, blank) or unusable reference text, content the
+    teacher cannot serve (``privileged.UnsupportedContent``).
 
     ``prompt_lengths`` measures the student prompts, then the teacher prompts unless ``teacher_prompt_lengths``
-    (separate teacher chat-template kwargs: ``TeacherPromptLengths``) is given; each is called once on the batch.
+    (separate teacher chat-template kwargs: ``TeacherPromptLengths``) is given; each is called once on the batch. For
+    image rows these are the lengths with one placeholder per image (``PromptLengths`` gets no images); the student's
+    is not checked, the teacher's is bounded by ``prompt_length`` + (teacher − student), and only a row whose bound is
+    over ``budget`` is measured by ``image_teacher_prompt_lengths`` (with its images; needed when such a row exists).
     """
-    problems = [
+    problems: list[Problem] = []
+    servable = []
+    for row in rows:
+        try:
+            privileged.check_blocks(row)
+            if context == "rollout" and privileged.has_images(row.messages):  # the sibling's template, text unknown
+                privileged.teacher_messages(row, "rollout", "", templates)
+        except privileged.UnsupportedContent as err:
+            problems.append(Problem(file, row.index, row.data_source, "unsupported_content", err.reason))
+            continue
+        servable.append(row)
+    student_lengths = prompt_lengths([list(row.messages) for row in servable])
+    with_images = [privileged.has_images(row.messages) for row in servable]
+    problems += [
         Problem(file, row.index, row.data_source, "student_truncated", f"student prompt is {n} tokens > {prompt_length}",
                 n, prompt_length)
-        for row, n in zip(rows, prompt_lengths([list(row.messages) for row in rows])) if n > prompt_length
+        for row, n, images in zip(servable, student_lengths, with_images) if not images and n > prompt_length
     ]
     kind = reference_kind(context, sibling_fallback)
     if kind is not None:
         teacher_rows, teacher_messages = [], []
-        for row in rows:
+        for row, n_student, images in zip(servable, student_lengths, with_images):
             try:
                 used, text = privileged.reference_text(row, kind)
+                teacher_messages.append(privileged.teacher_messages(row, used, text, templates))
             except privileged.MissingReference as err:
                 problems.append(Problem(file, row.index, row.data_source, "missing_reference", err.reason))
                 continue
-            teacher_rows.append((row, used))
-            teacher_messages.append(privileged.teacher_messages(row, used, text, templates))
+            except privileged.UnsupportedContent as err:
+                problems.append(Problem(file, row.index, row.data_source, "unsupported_content", err.reason))
+                continue
+            teacher_rows.append((row, used, n_student, images))
         teacher_lengths = (prompt_lengths(teacher_messages) if teacher_prompt_lengths is None
-                           else teacher_prompt_lengths(teacher_messages, [row for row, _ in teacher_rows]))
-        for (row, used), n in zip(teacher_rows, teacher_lengths):
-            if n > budget:
+                           else teacher_prompt_lengths(teacher_messages, [row for row, *_ in teacher_rows]))
+        exact = [k for k, ((_, _, n_student, images), n) in enumerate(zip(teacher_rows, teacher_lengths))
+                 if images and prompt_length + n - n_student > budget]  # the rest fit: S ≤ prompt_length
+        if exact:
+            if image_teacher_prompt_lengths is None:
+                raise ValueError("image rows whose teacher prompt may be over budget need image_teacher_prompt_lengths")
+            measured = image_teacher_prompt_lengths([teacher_messages[k] for k in exact],
+                                                    [teacher_rows[k][0] for k in exact])
+            for k, n in zip(exact, measured):
+                teacher_lengths[k] = n
+        measured_rows = set(exact)
+        for k, ((row, used, _, images), n) in enumerate(zip(teacher_rows, teacher_lengths)):
+            if (k in measured_rows or not images) and n > budget:
                 problems.append(Problem(file, row.index, row.data_source, "teacher_over_budget",
                                         f"{used} teacher prompt is {n} tokens > {budget}", n, budget))
     return sorted(problems, key=lambda p: (p.file, p.index, PROBLEM_KINDS.index(p.kind)))
@@ -136,6 +187,8 @@ def format_problems(problems: Sequence[Problem], *, n_rows: int, context: str, s
         "student_truncated": f"student prompts over {PROMPT_LENGTH_KEY}={prompt_length} (verl would left-truncate them)",
         "teacher_over_budget": f"teacher prompts of the {kind} context over {BUDGET_KEY}={budget} (never truncated)",
         "missing_reference": f"rows without the reference text the {kind} context needs",
+        "unsupported_content": "rows whose content the teacher cannot serve (video or audio blocks; an image row "
+                               "under a template repeating {question})",
     }
     lines += [f"  {counts[k]} {labels[k]}" for k in PROBLEM_KINDS if counts[k]]
     lines.append("rows (position in verl's training set, after data.filter_overlong_prompts):")
@@ -154,12 +207,14 @@ class PromptLengths:
     kwargs. Builders whose initial tokens are the plain chat template (the default, Qwen, GLM, MiniMax, Gemma
     and GPT-OSS families) are measured in chunks through the same ``apply_chat_template`` call with a batch of
     conversations: token for token the same, and one parallel fast-tokenizer call per chunk. Other builders
-    (DeepSeek V4, multimodal) are called row by row."""
+    (DeepSeek V4, multimodal) are called row by row. A multimodal model's builder renders through its ``processor``
+    but gets no images: each image counts as its one placeholder (``find_unservable_rows``)."""
 
     def __init__(self, tokenizer: Any, *, hf_model_type: str | None, chat_template_kwargs: Mapping[str, Any],
-                 chunk_size: int = 512):
+                 chunk_size: int = 512, processor: Any = None, mm_processor_kwargs: Mapping[str, Any] | None = None):
         self.builder = create_continuous_token_builder(
-            tokenizer, hf_model_type=hf_model_type, chat_template_kwargs=dict(chat_template_kwargs)
+            tokenizer, hf_model_type=hf_model_type, chat_template_kwargs=dict(chat_template_kwargs),
+            processor=processor, mm_processor_kwargs=mm_processor_kwargs,
         )
         builder_cls = type(self.builder)
         self.batched = (builder_cls.build_initial_tokens is ContinuousTokenBuilder.build_initial_tokens
@@ -231,19 +286,46 @@ class TeacherPromptLengths:
         return [n + len(tail) for n, tail in zip(self.teacher(conversations), tails)]
 
 
-def dataset_rows(dataframe: Any, prompt_key: str) -> list[privileged.RowInfo]:
-    """One ``RowInfo`` per row of verl's ``RLHFDataset.dataframe`` (a ``datasets.Dataset``): ``raw_prompt`` is
-    the ``prompt_key`` column, as ``RLHFDataset`` hands text-only rows to the agent loop."""
+class ImageTeacherPromptLengths:
+    """Exact teacher prompt lengths of image rows, as the teacher step renders them (``teacher.teacher_prompt_ids``):
+    the teacher messages through the teacher's ``PromptRenderer`` with the rollout's images (every placeholder expanded
+    to its image tokens), plus the student's generation-prompt tail when the teacher's kwargs differ."""
+
+    def __init__(self, student: PromptRenderer, teacher: PromptRenderer):
+        self.student, self.teacher = student, teacher
+
+    def __call__(self, conversations: Sequence[Messages], rows: Sequence[privileged.RowInfo]) -> list[int]:
+        decode = self.teacher.builder.tokenizer.decode
+        self.student.prefetch_images([list(row.messages) for row in rows])
+        lengths = []
+        for messages, row in zip(conversations, rows, strict=True):
+            tail = [] if self.teacher is self.student else privileged.generation_prompt_tail(
+                self.student.generation_prompt(list(row.messages), where=row.where()),
+                self.teacher.generation_prompt(list(row.messages), where=row.where()), where=row.where(), decode=decode)
+            lengths.append(len(teacher_prompt_ids(messages, row, tail, self.student, self.teacher, decode)))
+        self.student.clear()
+        self.teacher.clear()
+        return lengths
+
+
+def dataset_rows(dataframe: Any, prompt_key: str, *, first_index: int = 0,
+                 build_messages: Callable[[dict, str], Messages] | None = None) -> list[privileged.RowInfo]:
+    """One ``RowInfo`` per row of verl's ``RLHFDataset.dataframe`` (a ``datasets.Dataset``), numbered from
+    ``first_index``: ``raw_prompt`` is the ``prompt_key`` column, as ``RLHFDataset`` hands text-only rows to the agent
+    loop, or ``build_messages(row, prompt_key)`` of the whole row (``RLHFDataset._build_messages``: the prompt's
+    ``<image>`` placeholders become image blocks of the row's images, as ``__getitem__`` builds ``raw_prompt``)."""
     n = len(dataframe)
     names = [name for name in (prompt_key, "reward_model", "extra_info", "data_source") if name in dataframe.column_names]
     if prompt_key not in names:
         raise ValueError(f"the training set has no {prompt_key!r} column (data.prompt_key); columns: "
                          f"{dataframe.column_names}")
-    columns = dataframe.select_columns(names)[:]
+    columns = (dataframe if build_messages is not None else dataframe.select_columns(names))[:]
     reward_model, extra_info = columns.get("reward_model", [None] * n), columns.get("extra_info", [None] * n)
     data_source = columns.get("data_source", [""] * n)
+    prompts = (columns[prompt_key] if build_messages is None else
+               [build_messages({name: values[i] for name, values in columns.items()}, prompt_key) for i in range(n)])
     return [
-        privileged.RowInfo.from_fields(i, raw_prompt=columns[prompt_key][i], reward_model=reward_model[i],
+        privileged.RowInfo.from_fields(first_index + i, raw_prompt=prompts[i], reward_model=reward_model[i],
                                        extra_info=extra_info[i], data_source=data_source[i], uid="")
         for i in range(n)
     ]
@@ -264,10 +346,15 @@ def check_agent_names(dataframe: Any, files: Sequence[str]) -> None:
 
 
 def preflight_train_dataset(dataset: Any, *, config: Any, rlrt_cfg: RlrtConfig, tokenizer: Any,
-                            hf_model_type: str | None) -> int:
+                            hf_model_type: str | None, processor: Any = None,
+                            mm_processor_kwargs: Mapping[str, Any] | None = None,
+                            images: FetchImages | None = None) -> int:
     """Check every row of verl's training ``RLHFDataset`` (``config`` is the full verl config); raise one
     ``ValueError`` listing the unservable rows, or with ``rlrt.preflight_skip`` drop them from
-    ``dataset.dataframe`` (replaced, as verl's ``filter_overlong_prompts`` does) and return how many."""
+    ``dataset.dataframe`` (replaced, as verl's ``filter_overlong_prompts`` does) and return how many. A multimodal
+    model passes its ``processor``, ``data.mm_processor_kwargs`` and the rollout's ``images`` of a row
+    (``teacher.dataset_images``); rows are then read ``READ_CHUNK_ROWS`` at a time, their messages built by the
+    dataset (``_build_messages``) when it has an image, video or audio column."""
     if not hasattr(dataset, "dataframe"):
         logger.warning("rlrt pre-flight skipped: the training set (%s) has no dataframe to read rows from; an "
                        "unservable row will stop the teacher step when it is drawn", type(dataset).__name__)
@@ -278,26 +365,41 @@ def preflight_train_dataset(dataset: Any, *, config: Any, rlrt_cfg: RlrtConfig, 
     settings = dict(context=rlrt_cfg.context, sibling_fallback=rlrt_cfg.sibling_fallback,
                     prompt_length=int(config.actor_rollout_ref.rollout.prompt_length),
                     budget=rlrt_cfg.max_privileged_prompt_length)
-    check_agent_names(dataset.dataframe, files)
-    rows = dataset_rows(dataset.dataframe, dataset.prompt_key)
+    dataframe = dataset.dataframe
+    check_agent_names(dataframe, files)
     student_kwargs = chat_template_kwargs(data)
     teacher_kwargs = resolved_teacher_kwargs(student_kwargs, rlrt_cfg.teacher_chat_template_kwargs)
-    lengths = PromptLengths(tokenizer, hf_model_type=hf_model_type, chat_template_kwargs=student_kwargs)
+    vision = dict(processor=processor, mm_processor_kwargs=mm_processor_kwargs)
+    lengths = PromptLengths(tokenizer, hf_model_type=hf_model_type, chat_template_kwargs=student_kwargs, **vision)
     teacher_lengths = None if teacher_kwargs == student_kwargs else TeacherPromptLengths(
-        lengths, PromptLengths(tokenizer, hf_model_type=hf_model_type, chat_template_kwargs=teacher_kwargs))
-    problems = find_unservable_rows(rows, lengths, file=" + ".join(files), templates=rlrt_cfg.privileged_templates,
-                                    teacher_prompt_lengths=teacher_lengths, **settings)
+        lengths, PromptLengths(tokenizer, hf_model_type=hf_model_type, chat_template_kwargs=teacher_kwargs, **vision))
+    image_lengths = None
+    if images is not None:
+        renderer = dict(hf_model_type=hf_model_type, images=ConversationImages(images), **vision)
+        student = PromptRenderer(tokenizer, chat_template_kwargs=student_kwargs, **renderer)
+        image_lengths = ImageTeacherPromptLengths(student, student if teacher_lengths is None else PromptRenderer(
+            tokenizer, chat_template_kwargs=teacher_kwargs, **renderer))
+    media = [getattr(dataset, f"{kind}_key", None) for kind in ("image", "video", "audio")]
+    build_messages = dataset._build_messages if any(key in dataframe.column_names for key in media) else None
+    problems = []
+    for first in range(0, len(dataframe), READ_CHUNK_ROWS):
+        chunk = dataframe.select(range(first, min(first + READ_CHUNK_ROWS, len(dataframe))))
+        rows = dataset_rows(chunk, dataset.prompt_key, first_index=first, build_messages=build_messages)
+        problems += find_unservable_rows(rows, lengths, file=" + ".join(files), templates=rlrt_cfg.privileged_templates,
+                                         teacher_prompt_lengths=teacher_lengths,
+                                         image_teacher_prompt_lengths=image_lengths, **settings)
     seconds = time.perf_counter() - start
+    n_rows = len(dataframe)
     if not problems:
-        logger.info("rlrt pre-flight: all %d training rows servable (%.1f s)", len(rows), seconds)
+        logger.info("rlrt pre-flight: all %d training rows servable (%.1f s)", n_rows, seconds)
         return 0
     bad = {p.index for p in problems}
-    skip = rlrt_cfg.preflight_skip and len(bad) < len(rows)
-    report = format_problems(problems, n_rows=len(rows), dropped=skip, **settings)
+    skip = rlrt_cfg.preflight_skip and len(bad) < n_rows
+    report = format_problems(problems, n_rows=n_rows, dropped=skip, **settings)
     if not skip:
         raise ValueError(report + ("\nrlrt.preflight_skip=true would drop every row." if rlrt_cfg.preflight_skip else ""))
-    dataset.dataframe = dataset.dataframe.select([i for i in range(len(rows)) if i not in bad])
-    print(f"rlrt pre-flight: dropped {len(bad)} of {len(rows)} training rows, {len(rows) - len(bad)} left "
+    dataset.dataframe = dataframe.select([i for i in range(n_rows) if i not in bad])
+    print(f"rlrt pre-flight: dropped {len(bad)} of {n_rows} training rows, {n_rows - len(bad)} left "
           f"({seconds:.1f} s)")
     logger.warning(report)
     return len(bad)

@@ -8,6 +8,10 @@ Once per training step, after verl's old log-probs s:
    ``rlrt.teacher_chat_template_kwargs`` the teacher's kwargs and then the student's generation-prompt tail,
    ``privileged.generation_prompt_tail``), append the student's response ids unchanged, pad the batch to the
    data-parallel multiple with minimal rows;
+   for a multimodal model (Qwen-VL) the builder renders through the processor with the row's images as the rollout
+   got them (the dataset class's ``process_multi_modal_info``; the teacher keeps the student's image blocks, so it
+   sees the same images), and each row carries its ``multi_modal_inputs`` and (4, L) position ids from verl's own
+   agent-loop helpers;
 4. score them in one ``compute_log_prob`` call on the actor worker group (the current FSDP shards, no
    second copy of the weights) and slice the response window from the end of each row, so τ_t aligns token
    for token with s_t;
@@ -21,25 +25,31 @@ Each part is a function of its inputs (row reading, checks, row selection, decod
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import logging
 import random
+import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
 from jinja2 import TemplateError
 from omegaconf import OmegaConf
+from PIL import Image
 from tensordict import TensorDict
+from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
 from verl.utils import tensordict_utils as tu
 from verl.utils.profiler.performance import simple_timer
 from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
 from verl.workers.utils.padding import response_from_nested
 
 from rlrt_recipe import privileged, signals
-from rlrt_recipe.config import WEIGHTED_ESTIMATORS, RlrtConfig
+from rlrt_recipe.config import TOPK_LOSS_MODES, WEIGHTED_ESTIMATORS, RlrtConfig
 from rlrt_recipe.integration import topk
 from rlrt_recipe.integration.estimators import grpo_advantages
 from rlrt_recipe.signals import nonfinite_rows, scored_log_prob_means
@@ -62,8 +72,9 @@ ComputeLogProb = Callable[[TensorDict], TensorDict]
 #: Scores the teacher rows another way than one ``compute_log_prob`` call (the top-K teacher pass): given the scored
 #: row indices and their teacher prompt ids, returns τ over each row's response and the number of rows sent.
 ScoreRows = Callable[[Sequence[int], Sequence[list[int]]], tuple[list[torch.Tensor], int]]
-
-
+#: The images of each of a batch of chat message lists, as verl's agent loop hands them to the rollout (None for a
+#: conversation without images): ``dataset_images``.
+FetchImages = Callable[[Sequence[privileged.Messages]], list[list[Any] | None]]
 
 
 @dataclass
@@ -85,34 +96,153 @@ class TeacherBatchLayout:
         return self.dp_size * (1 if self.max_token_len_per_gpu else (self.micro_batch_size_per_gpu or 1))
 
 
+def is_multimodal(processor: Any) -> bool:
+    """Whether ``processor`` is a multimodal one (it has an image processor): verl then builds a VL token builder,
+    and the agent loop stores ``multi_modal_inputs`` and the processor's position ids with every row."""
+    return processor is not None and getattr(processor, "image_processor", None) is not None
+
+
+def render_key(value: Any) -> str:
+    """A cache key for chat messages (or any JSON-like value) that holds images: JSON with each PIL image and each
+    ``bytes`` value replaced by the sha256 of its content (mode, size and pixels for an image). Not ``str(image)``:
+    that names the object's address and size, not its pixels, so a freed image's address can come back as another
+    image's within the cache's lifetime, and equal images never share a key. Text-only values give the same key as
+    a plain ``json.dumps``."""
+    return json.dumps(value, sort_keys=True, default=_content_digest)
+
+
+def _content_digest(value: Any) -> str:
+    if isinstance(value, Image.Image):
+        return _image_digest(value)
+    if isinstance(value, (bytes, bytearray)):
+        return f"bytes sha256:{hashlib.sha256(value).hexdigest()}"
+    return str(value)
+
+
+# Digests of live images by id(): a step keys each row's images several times (re-render check, image fetch, teacher
+# renders), and hashing a 1024×768 image takes ~2 ms. An entry leaves when its image is freed, before the id can be
+# reused.
+_IMAGE_DIGESTS: dict[int, tuple[weakref.ref, str]] = {}
+
+
+def _image_digest(image: Image.Image) -> str:
+    key = id(image)
+    entry = _IMAGE_DIGESTS.get(key)
+    if entry is None or entry[0]() is not image:
+        digest = hashlib.sha256(f"{image.mode} {image.size}".encode())
+        digest.update(image.tobytes())
+        entry = (weakref.ref(image, lambda _, key=key: _IMAGE_DIGESTS.pop(key, None)),
+                 f"image sha256:{digest.hexdigest()}")
+        _IMAGE_DIGESTS[key] = entry
+    return entry[1]
+
+
+def dataset_images(dataset_cls: Any, data_config: Any, processor: Any) -> FetchImages:
+    """The images of chat messages exactly as verl's agent loop gets them for the rollout
+    (``AgentLoopWorker.process_multi_modal_info``, ``verl/experimental/agent_loop/agent_loop.py:288-316``): the
+    configured dataset class's ``process_multi_modal_info(messages, image_patch_size=<the image processor's
+    patch_size>, config=data)`` (``dataset_cls`` = ``verl.utils.dataset.rl_dataset.get_dataset_class(data)``,
+    ``data.custom_cls`` when set). A batch of conversations runs in one event loop, concurrently, as the agent loop's
+    workers run them; a conversation with no images gets None."""
+    patch_size = getattr(processor.image_processor, "patch_size", 14)  # agent_loop.py:297
+
+    async def process(conversations: list[privileged.Messages]) -> list[tuple]:
+        return await asyncio.gather(*(
+            dataset_cls.process_multi_modal_info(messages, image_patch_size=patch_size, config=data_config)
+            for messages in conversations
+        ))
+
+    def fetch(conversations: Sequence[privileged.Messages]) -> list[list[Any] | None]:
+        return [images or None for images, _, _ in asyncio.run(process([list(m) for m in conversations]))]
+
+    return fetch
+
+
+class ConversationImages:
+    """Per chat message list, its images as the rollout got them (``fetch``, e.g. ``dataset_images``), fetched once per
+    distinct list of image blocks until ``clear()``. The teacher's messages keep the student's image blocks
+    (``privileged.teacher_messages``), so they get the student's images, the same list; a conversation without image
+    blocks gets None without a fetch."""
+
+    def __init__(self, fetch: FetchImages):
+        self.fetch = fetch
+        self._images: dict[str, list[Any] | None] = {}
+
+    def __call__(self, messages: privileged.Messages) -> list[Any] | None:
+        return self.prefetch([messages])[0]
+
+    def prefetch(self, conversations: Sequence[privileged.Messages]) -> list[list[Any] | None]:
+        """The images of each conversation; the ones not cached are fetched in one call."""
+        keys = [render_key(_image_blocks(m)) if privileged.has_images(m) else None for m in conversations]
+        missing = {key: m for key, m in zip(keys, conversations) if key is not None and key not in self._images}
+        if missing:
+            self._images.update(zip(missing, self.fetch(list(missing.values()))))
+        return [None if key is None else self._images[key] for key in keys]
+
+    def clear(self) -> None:
+        self._images.clear()
+
+
+def _without_image_data(messages: privileged.Messages) -> privileged.Messages:
+    """``messages`` with each image block reduced to its type (a placeholder without pixels); text unchanged."""
+    return [dict(m, content=[{"type": block["type"]} if _is_image(block) else block for block in m["content"]])
+            if isinstance(m.get("content"), list) else m for m in messages]
+
+
+def _image_blocks(messages: privileged.Messages) -> list[Any]:
+    return [block for m in messages if isinstance(m.get("content"), list) for block in m["content"] if _is_image(block)]
+
+
+def _is_image(block: Any) -> bool:
+    return isinstance(block, Mapping) and block.get("type") in privileged.IMAGE_BLOCKS
+
+
 class PromptRenderer:
     """Prompt ids of chat messages with the generation prefix, as verl's agent loop renders them (verl's
     continuous-token builder: the model's chat template, ``data.apply_chat_template_kwargs`` — for the teacher's
-    renderer ``rlrt.teacher_chat_template_kwargs`` —, thinking tags).
+    renderer ``rlrt.teacher_chat_template_kwargs`` —, thinking tags). For a multimodal model the builder renders
+    through the ``processor`` with ``mm_processor_kwargs`` (``data.mm_processor_kwargs``) and the messages' images
+    from ``images`` (the rollout's, ``ConversationImages``), each image placeholder expanded to its image tokens.
 
-    Renders (and generation prompts) are cached until ``clear()``: within a step the budget check and the teacher
-    batch render the same messages, and the rollouts of one prompt share its generation prompt.
+    Renders (and generation prompts) are cached until ``clear()``, keyed by ``render_key`` (image content hashed):
+    within a step the budget check and the teacher batch render the same messages, and the rollouts of one prompt
+    share its generation prompt.
     """
 
-    def __init__(self, tokenizer: Any, *, hf_model_type: str | None, chat_template_kwargs: dict[str, Any]):
+    def __init__(self, tokenizer: Any, *, hf_model_type: str | None, chat_template_kwargs: dict[str, Any],
+                 processor: Any = None, mm_processor_kwargs: dict[str, Any] | None = None,
+                 images: ConversationImages | None = None):
+        if is_multimodal(processor) and images is None:
+            raise ValueError("a multimodal model's prompts are rendered with their images: pass `images` (the "
+                             "rollout's, ConversationImages(dataset_images(...)))")
         self.builder = create_continuous_token_builder(
-            tokenizer, hf_model_type=hf_model_type, chat_template_kwargs=chat_template_kwargs
+            tokenizer, hf_model_type=hf_model_type, chat_template_kwargs=chat_template_kwargs, processor=processor,
+            mm_processor_kwargs=mm_processor_kwargs,
         )
+        self.images = images
         self._cache: dict[str, list[int]] = {}
         self._generation_prompts: dict[str, list[int]] = {}
 
     def __call__(self, messages: privileged.Messages) -> list[int]:
-        key = json.dumps(messages, sort_keys=True, default=str)
+        key = render_key(messages)
         if key not in self._cache:
-            self._cache[key] = list(self.builder.build_initial_tokens(list(messages)))
+            if self.images is None:
+                self._cache[key] = list(self.builder.build_initial_tokens(list(messages)))
+            else:
+                self._cache[key] = list(self.builder.build_initial_tokens(list(messages), images=self.images(messages)))
         return self._cache[key]
 
     def count_tokens(self, messages: privileged.Messages) -> int:
         return len(self(messages))
 
+    def prefetch_images(self, conversations: Sequence[privileged.Messages]) -> None:
+        """Fetch the images of many conversations at once (one batch through the dataset class) before rendering."""
+        if self.images is not None:
+            self.images.prefetch(conversations)
+
     def generation_prompt(self, messages: privileged.Messages, *, where: str) -> list[int]:
         """G(M) of ``messages`` (``generation_prompt``)."""
-        key = json.dumps(messages, sort_keys=True, default=str)
+        key = render_key(messages)
         if key not in self._generation_prompts:
             self._generation_prompts[key] = generation_prompt(self.builder, messages, where=where)
         return self._generation_prompts[key]
@@ -120,11 +250,44 @@ class PromptRenderer:
     def clear(self) -> None:
         self._cache.clear()
         self._generation_prompts.clear()
+        if self.images is not None:
+            self.images.clear()
+
+
+class VisionInputs:
+    """A multimodal model's per-row inputs of a ``compute_log_prob`` row, as verl's agent loop stores them with the
+    student's rows (``verl/trainer/ppo/v1/agent_loop_tq.py:185-202``): ``multi_modal_inputs`` from
+    ``AgentLoopWorker._compute_multi_modal_inputs`` (the processor's features of the row's images: ``pixel_values``,
+    ``image_grid_thw``, ``images_seqlens``; ``{}`` for a row without images) and ``position_ids`` from
+    ``AgentLoopWorker._compute_position_ids`` ((4, L) for a processor with ``get_rope_index``: text positions, then
+    M-RoPE t/h/w). verl's own helpers, called unbound on a worker holding only the attributes they read (as verl's CPU
+    tests do), so M-RoPE is never re-derived here."""
+
+    def __init__(self, processor: Any, tokenizer: Any, mm_processor_kwargs: dict[str, Any] | None):
+        self.worker = object.__new__(AgentLoopWorker)
+        self.worker.processor, self.worker.tokenizer = processor, tokenizer
+        self.worker.mm_processor_kwargs = dict(mm_processor_kwargs or {})  # AgentLoopWorker: data.mm_processor_kwargs
+
+    def __call__(self, ids: torch.Tensor, images: list[Any] | None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """(``multi_modal_inputs``, ``position_ids`` [4, L]) of the row ``ids`` [L] showing ``images``."""
+        output = SimpleNamespace(multi_modal_data={"images": images} if images else {}, mm_processor_kwargs=None)
+        inputs = AgentLoopWorker._compute_multi_modal_inputs(self.worker, output, ids)
+        # pops mm_token_type_ids from ``inputs``: what remains is what the agent loop stores
+        positions = AgentLoopWorker._compute_position_ids(self.worker, ids[None], torch.ones_like(ids)[None], inputs)
+        return inputs, positions.squeeze(0)
 
 
 def chat_template_kwargs(data_config: Any) -> dict[str, Any]:
     """``data.apply_chat_template_kwargs`` as a plain dict ({} when unset): what the agent loop renders with."""
-    kwargs = data_config.get("apply_chat_template_kwargs", None)
+    return _plain_dict(data_config.get("apply_chat_template_kwargs", None))
+
+
+def mm_processor_kwargs(data_config: Any) -> dict[str, Any]:
+    """``data.mm_processor_kwargs`` as a plain dict ({} when unset): what the agent loop's processor calls get."""
+    return _plain_dict(data_config.get("mm_processor_kwargs", None))
+
+
+def _plain_dict(kwargs: Any) -> dict[str, Any]:
     return OmegaConf.to_container(kwargs, resolve=True) if kwargs is not None else {}
 
 
@@ -139,9 +302,10 @@ def generation_prompt(builder: Any, messages: privileged.Messages, *, where: str
     builder's chat template and kwargs (verl's suffix diff, ``render_delta_token_id``, the way the builder renders
     appended turns). A render without the generation prompt that is not a token prefix of the render with it, or a
     template that cannot render without one, is refused naming ``rlrt.teacher_chat_template_kwargs`` (which is
-    what needs G) and ``where``."""
+    what needs G) and ``where``. Image blocks are rendered without their images (a VL builder would run the processor
+    on them twice): both renders get the same placeholders, so the suffix G is the same tokens."""
     try:
-        return list(builder.render_delta_token_id(list(messages), [], add_generation_prompt=True))
+        return list(builder.render_delta_token_id(_without_image_data(messages), [], add_generation_prompt=True))
     except (ValueError, TemplateError) as err:
         raise ValueError(
             f"{where}: cannot take the generation prompt of the chat template with kwargs "
@@ -168,11 +332,16 @@ def row_infos(data: TensorDict, n: int) -> list[privileged.RowInfo]:
 
 
 def check_student_prompts(rows: Sequence[privileged.RowInfo], prompts: Sequence[torch.Tensor], real: torch.Tensor,
-                          render: Callable[[privileged.Messages], list[int]], prompt_length: int) -> None:
-    """Re-render each real row's student messages; they must equal the stored prompt ids token for token."""
-    for row, stored in zip(rows, prompts):
-        if not real[row.index]:
-            continue
+                          render: PromptRenderer, prompt_length: int) -> None:
+    """Re-render each real row's student messages (with the rollout's images: every image placeholder expanded to its
+    image tokens); they must equal the stored prompt ids token for token. A row with a content block the teacher
+    cannot serve (video, audio) is refused first (``privileged.check_blocks``)."""
+    real_rows = [row for row in rows if real[row.index]]
+    for row in real_rows:
+        privileged.check_blocks(row)
+    render.prefetch_images([list(row.messages) for row in real_rows])
+    for row in real_rows:
+        stored = prompts[row.index]
         rendered = render(list(row.messages))
         if len(rendered) > prompt_length:
             raise ValueError(
@@ -181,8 +350,10 @@ def check_student_prompts(rows: Sequence[privileged.RowInfo], prompts: Sequence[
                 "see a different question. Set data.filter_overlong_prompts=True or raise data.max_prompt_length"
             )
         if rendered != stored.tolist():
+            images = (" with its images (the data.custom_cls dataset class's process_multi_modal_info, "
+                      "data.mm_processor_kwargs)" if privileged.has_images(row.messages) else "")
             raise ValueError(
-                f"{row.where()}: re-rendering raw_prompt gives {len(rendered)} tokens that differ from the "
+                f"{row.where()}: re-rendering raw_prompt{images} gives {len(rendered)} tokens that differ from the "
                 f"{len(stored)} stored prompt tokens; the teacher prompt would not match the student's. Check "
                 "data.apply_chat_template_kwargs and the model's chat template; the teacher step serves only "
                 "actor_rollout_ref.rollout.agent.default_agent_loop=single_turn_agent with "
@@ -312,10 +483,14 @@ def _check_ends_with(ids: list[int], suffix: list[int], whose: str, row: privile
 
 
 def build_teacher_batch(prompt_ids: Sequence[list[int]], response_ids: Sequence[torch.Tensor],
-                        layout: TeacherBatchLayout, pad_id: int, *, calculate_entropy: bool = False) -> TensorDict:
+                        layout: TeacherBatchLayout, pad_id: int, *, calculate_entropy: bool = False,
+                        vision: VisionInputs | None = None, images: Sequence[list[Any] | None] | None = None
+                        ) -> TensorDict:
     """The ``compute_log_prob`` input (verl's NO_PADDING layout, ``topk.rows_batch``): rows ``prompt ‖ response``,
     the response mask over the response, then minimal mask-0 rows up to ``layout.multiple()`` for the data-parallel
-    split; with ``calculate_entropy`` verl's forward also returns each position's entropy (``entropy``)."""
+    split; with ``calculate_entropy`` verl's forward also returns each position's entropy (``entropy``). For a
+    multimodal model (``vision``) every row, the padding rows too, also carries ``multi_modal_inputs`` (of its
+    ``images``, none for the padding rows) and the processor's position ids, as the student's rows are stored."""
     prompts = [torch.tensor(p, dtype=torch.int64) for p in prompt_ids]
     responses = list(response_ids)
     masks = [torch.ones(len(r), dtype=torch.int64) for r in responses]
@@ -330,6 +505,11 @@ def build_teacher_batch(prompt_ids: Sequence[list[int]], response_ids: Sequence[
         meta["max_token_len_per_gpu"] = max(layout.max_token_len_per_gpu, longest)
     if layout.no_lora_adapter:
         meta["no_lora_adapter"] = True
+    if vision is not None:
+        row_images = list(images if images is not None else [None] * len(prompt_ids)) + [None] * n_pad
+        inputs, positions = zip(*(vision(torch.cat([p, r.to(torch.int64)]), row)
+                                  for p, r, row in zip(prompts, responses, row_images, strict=True)))
+        meta.update(multi_modal_inputs=list(inputs), position_ids=list(positions))
     return topk.rows_batch(prompts, responses, temperature=layout.temperature, response_masks=masks, **meta)
 
 
@@ -398,20 +578,39 @@ def teacher_metrics(*, uids: Sequence[str], real: torch.Tensor, correct: torch.T
 
 class TeacherStep:
     """Builds, scores and aligns the privileged teacher rows of one step (see the module docstring): the pure
-    pieces above in order, and the one call to the actor's ``compute_log_prob``."""
+    pieces above in order, and the one call to the actor's ``compute_log_prob``.
+
+    A multimodal model (a ``processor`` with an image processor) needs ``images``, the rollout's images of a row's
+    messages (``dataset_images``): prompts are rendered through the processor with them (``data.mm_processor_kwargs``
+    as ``mm_processor_kwargs``), and every teacher row carries ``multi_modal_inputs`` and the processor's position ids
+    (``VisionInputs``). Text-only models (no processor) build exactly the rows they always did."""
 
     def __init__(self, *, rlrt_cfg: RlrtConfig, adv_estimator: str, tokenizer: Any, hf_model_type: str | None,
                  chat_template_kwargs: dict[str, Any], prompt_length: int, layout: TeacherBatchLayout,
                  algorithm_config: Any = None, use_kl_in_reward: bool = False,
                  eos_token_ids: Collection[int] | None = None, loss_mode: str = "vanilla",
-                 teacher_chat_template_kwargs: dict[str, Any] | None = None):
+                 teacher_chat_template_kwargs: dict[str, Any] | None = None, processor: Any = None,
+                 mm_processor_kwargs: dict[str, Any] | None = None, images: FetchImages | None = None):
         self.cfg = rlrt_cfg
         self.adv_estimator = adv_estimator
         self.tokenizer = tokenizer
-        self.render = PromptRenderer(tokenizer, hf_model_type=hf_model_type, chat_template_kwargs=chat_template_kwargs)
+        multimodal = is_multimodal(processor)
+        if multimodal and images is None:
+            raise ValueError("the teacher step of a multimodal model needs the rollout's images of each row: pass "
+                             "images=dataset_images(get_dataset_class(data), data, processor)")
+        if multimodal and loss_mode in TOPK_LOSS_MODES:
+            raise ValueError(
+                f"actor_rollout_ref.actor.policy_loss.loss_mode={loss_mode}: the top-K teacher pass does not carry "
+                "images yet; use the rlrt/rlsd/opsd estimators or the self_distill loss with a multimodal model"
+            )
+        self.images = ConversationImages(images) if multimodal else None
+        self.vision = VisionInputs(processor, tokenizer, mm_processor_kwargs) if multimodal else None
+        renderer = dict(hf_model_type=hf_model_type, processor=processor, mm_processor_kwargs=mm_processor_kwargs,
+                        images=self.images)
+        self.render = PromptRenderer(tokenizer, chat_template_kwargs=chat_template_kwargs, **renderer)
         teacher_kwargs = resolved_teacher_kwargs(chat_template_kwargs, teacher_chat_template_kwargs)
         self.render_teacher = self.render if teacher_kwargs == dict(chat_template_kwargs) else PromptRenderer(
-            tokenizer, hf_model_type=hf_model_type, chat_template_kwargs=teacher_kwargs)
+            tokenizer, chat_template_kwargs=teacher_kwargs, **renderer)
         self.prompt_length = prompt_length
         self.layout = layout
         self.algorithm_config = algorithm_config
@@ -470,8 +669,11 @@ class TeacherStep:
                                    for i in teacher_rows]
                 if score_rows is None:
                     teacher_responses = [responses[i] for i in teacher_rows]
+                    images = ([self.images(contexts[i].messages) for i in teacher_rows] if self.images is not None
+                              else None)  # the student's images: the teacher keeps its image blocks
                     batch = build_teacher_batch(teacher_prompts, teacher_responses, self.layout, self.pad_id,
-                                                calculate_entropy=self.teacher_entropy)
+                                                calculate_entropy=self.teacher_entropy, vision=self.vision,
+                                                images=images)
                     rows_sent = len(batch)  # data-parallel padding included
             with simple_timer("forward", timing):
                 if score_rows is None:

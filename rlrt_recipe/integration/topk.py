@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from tensordict import TensorDict
+from tensordict import NonTensorStack, TensorDict
 from verl.utils import tensordict_utils as tu
 
 from rlrt_recipe import signals
@@ -147,19 +147,27 @@ def balanced_order(tokens: Sequence[int], dp_size: int) -> list[int]:
 
 
 def rows_batch(prompts: Sequence[torch.Tensor], responses: Sequence[torch.Tensor], *, temperature: float,
-               response_masks: Sequence[torch.Tensor] | None = None, **meta) -> TensorDict:
+               response_masks: Sequence[torch.Tensor] | None = None,
+               position_ids: Sequence[torch.Tensor] | None = None,
+               multi_modal_inputs: Sequence[dict[str, torch.Tensor]] | None = None, **meta) -> TensorDict:
     """An infer input in verl's NO_PADDING layout: rows ``prompt ‖ response``, the response mask (all ones unless
     ``response_masks`` is given) as ``response_mask`` and ``loss_mask``, and the non-tensor ``meta``
-    (``temperature``, ``calculate_entropy``, …). The teacher step's ``build_teacher_batch`` builds on it too."""
+    (``temperature``, ``calculate_entropy``, …). The teacher step's ``build_teacher_batch`` builds on it too.
+
+    Text positions ``0 … L−1`` unless ``position_ids`` gives each row's: [4, L] for a Qwen-VL model (text, then M-RoPE
+    t/h/w; nested with the ragged dimension last, the layout the engine reads and verl's ``maybe_fix_3d_position_ids``
+    keeps) or [L]. ``multi_modal_inputs`` (one dict per row, ``{}`` for a row without images) becomes the per-row
+    NonTensorStack the engine concatenates (``verl.utils.model.extract_multi_modal_inputs``)."""
     prompts = [p.to(torch.int64) for p in prompts]
     responses = [r.to(torch.int64) for r in responses]
     masks = (list(response_masks) if response_masks is not None
              else [torch.ones(len(r), dtype=torch.int64) for r in responses])
     input_ids = [torch.cat([p, r]) for p, r in zip(prompts, responses, strict=True)]
+    positions = list(position_ids) if position_ids is not None else [torch.arange(len(x)) for x in input_ids]
     td = TensorDict(
         {
             "input_ids": tu.nested_tensor_from_tensor_list(input_ids),
-            "position_ids": tu.nested_tensor_from_tensor_list([torch.arange(len(x)) for x in input_ids]),
+            "position_ids": tu.nested_tensor_from_tensor_list(positions, ragged_idx=positions[0].dim()),
             "prompts": tu.nested_tensor_from_tensor_list(prompts),
             "responses": tu.nested_tensor_from_tensor_list(responses),
             "response_mask": tu.nested_tensor_from_tensor_list(masks),
@@ -167,6 +175,8 @@ def rows_batch(prompts: Sequence[torch.Tensor], responses: Sequence[torch.Tensor
         },
         batch_size=[len(input_ids)],
     )
+    if multi_modal_inputs is not None:
+        td["multi_modal_inputs"] = NonTensorStack(*multi_modal_inputs)
     tu.assign_non_tensor(td, temperature=temperature, **meta)
     return td
 

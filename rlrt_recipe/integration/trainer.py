@@ -34,6 +34,7 @@ from verl.trainer.ppo.utils import Role
 from verl.trainer.ppo.v1 import PPOTrainerSync, register_trainer
 from verl.utils import tensordict_utils as tu
 from verl.utils.config import omega_conf_to_dataclass
+from verl.utils.dataset.rl_dataset import get_dataset_class
 from verl.utils.debug import marked_timer
 from verl.workers.config import HFModelConfig
 from verl.workers.utils.padding import response_to_nested
@@ -69,7 +70,10 @@ from rlrt_recipe.integration.teacher import (
     TeacherBatchLayout,
     TeacherStep,
     chat_template_kwargs,
+    dataset_images,
     eos_token_ids,
+    is_multimodal,
+    mm_processor_kwargs,
 )
 
 logger = logging.getLogger("rlrt_recipe")
@@ -239,7 +243,7 @@ class RlrtSyncTrainer(PPOTrainerSync):
         if self.teacher_enabled:
             self.preflight_dropped_rows = preflight_train_dataset(
                 dataset, config=self.config, rlrt_cfg=self.rlrt_cfg, tokenizer=self.tokenizer,
-                hf_model_type=getattr(self.hf_config, "model_type", None),
+                hf_model_type=getattr(self.hf_config, "model_type", None), **self._vision_settings(),
             )
         self._train_dataset = dataset
 
@@ -271,7 +275,7 @@ class RlrtSyncTrainer(PPOTrainerSync):
     def _init_tokenizer(self):
         # A mirror of trainer_base.py:701-706 (pinned in test_trainer_advantage.py) keeping the model's configs
         # too: model_type picks the agent loop's token builder, max_position_embeddings bounds the teacher rows,
-        # the generation config's EOS ids tell a finished rollout.
+        # the generation config's EOS ids tell a finished rollout; the processor renders and encodes image rows.
         model_config: HFModelConfig = omega_conf_to_dataclass(self.config.actor_rollout_ref.model)
         self.tokenizer = model_config.tokenizer
         self.processor = model_config.processor
@@ -296,7 +300,8 @@ class RlrtSyncTrainer(PPOTrainerSync):
     def _build_teacher_step(self) -> TeacherStep:
         data, rollout, actor = self.config.data, self.config.actor_rollout_ref.rollout, self.config.actor_rollout_ref.actor
         longest = self.rlrt_cfg.max_privileged_prompt_length + data.max_response_length
-        max_positions = getattr(self.hf_config, "max_position_embeddings", None)
+        # the text model's (a multimodal config nests it: Qwen3VLConfig has none at the top level)
+        max_positions = getattr(self.hf_config.get_text_config(), "max_position_embeddings", None)
         if max_positions is not None and longest > max_positions:
             raise ValueError(
                 f"teacher rows can reach rlrt.max_privileged_prompt_length + data.max_response_length = {longest} "
@@ -326,8 +331,17 @@ class RlrtSyncTrainer(PPOTrainerSync):
             prompt_length=int(rollout.prompt_length), layout=layout, algorithm_config=self.config.algorithm,
             use_kl_in_reward=bool(self.config.algorithm.use_kl_in_reward),
             eos_token_ids=eos_token_ids(self.tokenizer, self.generation_config), loss_mode=self.loss_mode,
-            teacher_chat_template_kwargs=self.rlrt_cfg.teacher_chat_template_kwargs,
+            teacher_chat_template_kwargs=self.rlrt_cfg.teacher_chat_template_kwargs, **self._vision_settings(),
         )
+
+    def _vision_settings(self) -> dict[str, Any]:
+        """What the teacher step and the pre-flight need for a multimodal model (none for a text-only one): the
+        processor, ``data.mm_processor_kwargs`` and the rollout's images of a row (the configured dataset class)."""
+        if not is_multimodal(self.processor):
+            return {}
+        data = self.config.data
+        return dict(processor=self.processor, mm_processor_kwargs=mm_processor_kwargs(data),
+                    images=dataset_images(get_dataset_class(data), data, self.processor))
 
     def _compute_old_log_prob(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
         if self.topk_loss:  # our worker's compute_log_prob also stores θ_old's top-K ids (topk.TOPK_IDS)
