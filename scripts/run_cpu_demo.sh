@@ -4,9 +4,8 @@
 # Builds what is missing. Extra arguments are passed to main_ppo as Hydra overrides, e.g.
 # `algorithm.adv_estimator=grpo` (plain GRPO) or `trainer.total_training_steps=3`. Ends with a per-step
 # summary: reward, rows the teacher scored, Δ mean, the teacher's share of the step, and the log's path.
-# VL=1: image prompts instead (a tiny Qwen3-VL model and a generated image-counting task, +env=cpu_vl); the
-# teacher step cannot take image rows yet, so run it as plain GRPO: `VL=1 bash scripts/run_cpu_demo.sh
-# algorithm.adv_estimator=grpo`.
+# VL=1: image prompts instead (a tiny Qwen3-VL model and a generated image-counting task, +env=cpu_vl), e.g.
+# `VL=1 bash scripts/run_cpu_demo.sh algorithm.adv_estimator=rlsd` (RLSD's own setting: image prompts).
 set -xeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

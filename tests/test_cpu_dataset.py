@@ -228,3 +228,14 @@ def test_a_video_or_audio_column_is_refused_naming_it_and_the_row(image_parquet,
     with pytest.raises(ValueError, match=rf"column '{column}' \(data\.{column[:-1]}_key\) is non-empty in 2 row\(s\), "
                                          r"first at row 2 \(data_source 'rlrt/tiny_shapes', extra_info\.index 2\)"):
         build(TorchvisionFreeRLHFDataset, str(path), tiny_vl_model_dir)
+
+
+@needs_no_torchvision
+def test_image_rows_without_a_processor_name_the_cpu_model_families(image_parquet, tiny_vl_model_dir):
+    """A model whose processor transformers cannot load without torchvision (Qwen2-VL, Qwen2.5-VL: verl's
+    hf_processor returns None) is refused when the dataset is built, naming the families, instead of verl's bare
+    "processor is needed" assertion at the first image row."""
+    with pytest.raises(ValueError, match=r"could not load the model's processor without torchvision.*Qwen3-VL only: "
+                                         r"Qwen2-VL and Qwen2\.5-VL"):
+        TorchvisionFreeRLHFDataset(data_files=image_parquet, tokenizer=hf_tokenizer(tiny_vl_model_dir), processor=None,
+                                   config=data_config())

@@ -140,6 +140,14 @@ class TorchvisionFreeRLHFDataset(RLHFDataset):
         would drop such rows with a traceback per row, and the message would not say which rows or why.
         """
         if not is_torchvision_available():
+            images = self.image_key in dataframe.column_names and any(dataframe[self.image_key])
+            if images and self.processor is None:
+                raise ValueError(
+                    f"{self.data_files}: column {self.image_key!r} (data.image_key) holds images, but transformers "
+                    "could not load the model's processor without torchvision (verl's hf_processor warned and "
+                    "returned None). On CPU, image rows run with Qwen3-VL only: Qwen2-VL and Qwen2.5-VL processors "
+                    "import torchvision, and verl runs their attention with flash-attn"
+                )
             for option, key in (("data.video_key", self.video_key), ("data.audio_key", self.audio_key)):
                 if key not in dataframe.column_names:
                     continue
