@@ -1,7 +1,7 @@
 """The teacher step on image rows (issue 20): a tiny Qwen3-VL model, rows stored as verl's agent loop stores them, and
 the teacher batch scored by verl's real FSDP engine in gloo processes (``rlrt_recipe.testing.engine.infer_batch``).
 
-The rollout's images come through the configured dataset class (``teacher.dataset_images``): here the CPU backend's
+The rollout's images come through the configured dataset class (``images.dataset_images``): here the CPU backend's
 ``TorchvisionFreeRLHFDataset`` (``data.custom_cls`` of ``recipes/env/cpu_vl.yaml``), since verl's own ``RLHFDataset``
 resizes images with qwen_vl_utils, which imports torchvision (absent on this machine). The 64×64, 96×64 and 96×96
 images are multiples of 32 pixels, so neither it nor the image processor resizes them.
@@ -37,16 +37,8 @@ from rlrt_recipe.integration.preflight import (
     find_unservable_rows,
     preflight_train_dataset,
 )
-from rlrt_recipe.integration.teacher import (
-    ConversationImages,
-    PromptRenderer,
-    TeacherBatchLayout,
-    TeacherStep,
-    VisionInputs,
-    dataset_images,
-    generation_prompt,
-    render_key,
-)
+from rlrt_recipe.integration.images import ConversationImages, VisionInputs, dataset_images, render_key
+from rlrt_recipe.integration.teacher import PromptRenderer, TeacherBatchLayout, TeacherStep, generation_prompt
 from rlrt_recipe.testing.engine import infer_batch
 from rlrt_recipe.testing.forward import response_log_probs
 from rlrt_recipe.testing.tiny_model import SPECIAL_TOKENS

@@ -41,9 +41,8 @@ from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token
 
 from rlrt_recipe import privileged
 from rlrt_recipe.config import RlrtConfig
+from rlrt_recipe.integration.images import ConversationImages, FetchImages
 from rlrt_recipe.integration.teacher import (
-    ConversationImages,
-    FetchImages,
     PromptRenderer,
     chat_template_kwargs,
     generation_prompt,
@@ -353,7 +352,7 @@ def preflight_train_dataset(dataset: Any, *, config: Any, rlrt_cfg: RlrtConfig, 
     ``ValueError`` listing the unservable rows, or with ``rlrt.preflight_skip`` drop them from
     ``dataset.dataframe`` (replaced, as verl's ``filter_overlong_prompts`` does) and return how many. A multimodal
     model passes its ``processor``, ``data.mm_processor_kwargs`` and the rollout's ``images`` of a row
-    (``teacher.dataset_images``); rows are then read ``READ_CHUNK_ROWS`` at a time, their messages built by the
+    (``images.dataset_images``); rows are then read ``READ_CHUNK_ROWS`` at a time, their messages built by the
     dataset (``_build_messages``) when it has an image, video or audio column."""
     if not hasattr(dataset, "dataframe"):
         logger.warning("rlrt pre-flight skipped: the training set (%s) has no dataframe to read rows from; an "

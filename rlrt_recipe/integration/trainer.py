@@ -64,15 +64,14 @@ from rlrt_recipe.integration.estimators import (
     grpo_advantages,
     span_tokens,
 )
+from rlrt_recipe.integration.images import dataset_images, is_multimodal
 from rlrt_recipe.integration.teacher import (
     INPUT_FIELDS,
     OUTPUT_FIELDS,
     TeacherBatchLayout,
     TeacherStep,
     chat_template_kwargs,
-    dataset_images,
     eos_token_ids,
-    is_multimodal,
     mm_processor_kwargs,
 )
 
