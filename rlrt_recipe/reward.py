@@ -22,6 +22,11 @@ and report a timeout as a plain "not equal", so nothing could flag it. A worker 
 starts a fresh worker on next use. The pool is per process, created on the first answer, up to
 ``POOL_WORKERS`` workers, killed at exit. Nothing in the calling process touches ``signal``.
 
+Rows with ``extra_info.answer_format == "multiple_choice"`` (the RLSD benchmarks, ``rlrt_recipe.data``) are
+judged without math-verify: the last ``\\boxed{}`` names an option by its letter or its text
+(``rlrt_recipe.choices``), compared with the ground-truth letter. Rows whose ``answer_format`` is ``"free_form"``
+or absent (every text set) go through math-verify as above.
+
 The returned dict has the same keys for every row (verl makes a reward-extra-info column of each):
 ``score``, ``acc``, ``has_answer`` and ``timeout`` (1.0 when math-verify gave no verdict in time: the answer
 scores 0). verl's validation reports the ``acc`` column as ``val-core/<data_source>/acc/mean@<n>`` (avg@n).
@@ -42,6 +47,15 @@ import sys
 import threading
 from multiprocessing.connection import wait
 from typing import Any
+
+from rlrt_recipe.choices import (
+    ANSWER_FORMATS,
+    FREE_FORM,
+    MULTIPLE_CHOICE,
+    answer_letter,
+    label_letter,
+    statement_letter,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -311,11 +325,22 @@ def compute_score(
       out). No format bonus or penalty.
     Other ``kwargs`` (router addresses) are accepted and ignored. A missing or empty ground truth raises,
     naming the row: it is a data error, not a wrong answer.
+
+    ``extra_info["answer_format"]`` picks the judge: absent or ``"free_form"`` as above; ``"multiple_choice"``
+    by ``_choice_score`` (same keys, ``timeout`` always 0.0); anything else raises, naming the row.
     """
     if not 0 < float(timeout_seconds) < math.inf:
         raise ValueError(
             f"reward.custom_reward_function.reward_kwargs.timeout_seconds must be > 0 and finite (seconds), got "
             f"{timeout_seconds!r}"
+        )
+    answer_format = (extra_info or {}).get("answer_format")
+    if answer_format == MULTIPLE_CHOICE:
+        return _choice_score(solution_str or "", ground_truth, data_source, extra_info)
+    if answer_format not in (None, FREE_FORM):
+        raise ValueError(
+            f"extra_info.answer_format must be one of {list(ANSWER_FORMATS)} or absent, got {answer_format!r} "
+            f"({_row(data_source, extra_info)}); regenerate the parquet with scripts/prepare_data.py"
         )
     gold_text = _gold_text(ground_truth, data_source, extra_info)
     answer = last_boxed(solution_str or "")
@@ -325,3 +350,33 @@ def compute_score(
         correct, timed_out = _pool().judge(gold_text, answer, float(timeout_seconds), _row(data_source, extra_info))
     return {"score": float(correct), "acc": float(correct), "has_answer": float(has_answer),
             "timeout": float(timed_out)}
+
+
+def _choice_score(solution_str: str, ground_truth: Any, data_source: str, extra_info: dict) -> dict[str, float]:
+    """A multiple-choice row: the response's option letter against the ground-truth letter.
+
+    The response's answer is its last ``\\boxed{}``, read by ``choices.answer_letter`` (a label such as ``B``,
+    ``(B)``, ``B. 12``, else an option's exact text: ours); ``has_answer`` = 1.0 iff that box is closed and
+    non-empty, as for free-form rows. A response with no ``\\boxed{`` at all falls back (ours) to
+    ``choices.statement_letter``: a last line that only states the answer (``B``, ``Answer: B``,
+    ``The answer is (B).``) counts as that answer. A letter outside the listed options names none; answers over
+    ``MAX_ANSWER_CHARS`` are not read. The ground truth must be one letter (of the listed options, if any).
+    """
+    raw_options = extra_info.get("options")
+    options = [str(option) for option in raw_options] if raw_options is not None else []
+    gold = label_letter(str(ground_truth), len(options) or None) if isinstance(ground_truth, str) else None
+    if gold is None or gold != str(ground_truth).strip():
+        raise ValueError(
+            f"a multiple-choice ground_truth must be one option letter"
+            f"{f' of {len(options)} options' if options else ''}, got {ground_truth!r} "
+            f"({_row(data_source, extra_info)}); regenerate the parquet with scripts/prepare_data.py"
+        )
+    if BOXED in solution_str:
+        answer = last_boxed(solution_str)
+        has_answer = bool(answer and answer.strip())
+        letter = answer_letter(answer, options) if has_answer and len(answer) <= MAX_ANSWER_CHARS else None
+    else:
+        letter = statement_letter(solution_str)
+        has_answer = letter is not None
+    correct = letter == gold
+    return {"score": float(correct), "acc": float(correct), "has_answer": float(has_answer), "timeout": 0.0}

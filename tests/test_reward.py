@@ -194,3 +194,78 @@ def test_worker_imports_neither_torch_nor_verl():
             "print(sorted(m for m in ('torch', 'verl', 'ray', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# Multiple-choice rows (extra_info.answer_format, rlrt_recipe.data's image sets): (response, options, gold, score,
+# has_answer). Options as the parquet stores them: texts without labels; [] when the question holds them inline.
+OPTIONS = ["10", "12", "the triangle", "15"]
+CHOICE_CASES = [
+    ("So \\boxed{B}.", OPTIONS, "B", 1.0, 1.0),
+    ("\\boxed{(B)}", OPTIONS, "B", 1.0, 1.0),
+    ("\\boxed{B. 12}", OPTIONS, "B", 1.0, 1.0),
+    ("\\boxed{B. 15}", OPTIONS, "B", 1.0, 1.0),  # the letter wins, the text after it is not checked (ours)
+    ("\\boxed{\\text{B}}", OPTIONS, "B", 1.0, 1.0),
+    ("$\\boxed{B)}$", OPTIONS, "B", 1.0, 1.0),
+    ("\\boxed{12}", OPTIONS, "B", 1.0, 1.0),  # the option's text, verbatim (ours)
+    ("\\boxed{The Triangle.}", OPTIONS, "C", 1.0, 1.0),  # text compared ignoring case and a final full stop
+    ("\\boxed{A triangle}", OPTIONS, "A", 0.0, 1.0),  # no separator after the letter: not a label
+    ("\\boxed{C}", OPTIONS, "B", 0.0, 1.0),  # wrong letter
+    ("\\boxed{E}", OPTIONS, "B", 0.0, 1.0),  # beyond the options
+    ("\\boxed{b}", OPTIONS, "B", 0.0, 1.0),  # capitals only
+    ("\\boxed{A} no, wait: \\boxed{B}", OPTIONS, "B", 1.0, 1.0),  # the last box counts
+    ("\\boxed{B} then cut off at \\boxed{C", OPTIONS, "B", 0.0, 0.0),  # unclosed last box: no answer, no fallback
+    ("\\boxed{}", OPTIONS, "B", 0.0, 0.0),
+    ("The answer is B because the bar is taller.", OPTIONS, "B", 0.0, 0.0),  # no box, no answer statement
+    ("It is the second bar.\n**Answer: (B)**", OPTIONS, "B", 1.0, 1.0),  # no box: our fallback, last line
+    ("Reasoning...\nThe final answer is B.", OPTIONS, "B", 1.0, 1.0),
+    ("", OPTIONS, "B", 0.0, 0.0),
+    ("\\boxed{B}", [], "B", 1.0, 1.0),  # options inside the question (WeMath): letters only
+    ("\\boxed{12}", [], "B", 0.0, 1.0),
+    ("\\boxed{B}", ("10", "12"), "B", 1.0, 1.0),  # any sequence of options
+]
+
+
+def _choice(options) -> dict:
+    return {"index": 5, "answer_format": "multiple_choice", "options": options}
+
+
+@pytest.mark.parametrize(("response", "options", "gold", "score", "has_answer"), CHOICE_CASES)
+def test_multiple_choice(monkeypatch, response, options, gold, score, has_answer):
+    """Guards the multiple-choice judge: the last box read as a letter or an option's text, our no-box fallback, the
+    same four keys as every row, and no math-verify worker involved (timeout always 0)."""
+
+    def no_pool():
+        raise AssertionError("multiple choice must not reach the math-verify pool")
+
+    monkeypatch.setattr(reward, "_pool", no_pool)
+    result = compute_score("mmmu", response, gold, _choice(options))
+    assert result == {"score": score, "acc": score, "has_answer": has_answer, "timeout": 0.0}
+
+
+@pytest.mark.parametrize("gold", ["12", "(B)", "E", "", None, 1])
+def test_multiple_choice_ground_truth_must_be_one_listed_letter(gold):
+    """A multiple-choice ground truth that is not a bare letter of the listed options is a data error naming the
+    row, not a zero reward."""
+    with pytest.raises(ValueError, match=r"multiple-choice ground_truth must be one option letter of 4 options.*"
+                                         r"data_source='mmmu', extra_info.index=5"):
+        compute_score("mmmu", "\\boxed{B}", gold, _choice(OPTIONS))
+
+
+def test_free_form_rows_use_math_verify_within_the_time_limit():
+    """answer_format free_form is the text sets' judge: math-verify equivalence, and a pathological answer stops at
+    the time limit (timeout = 1) instead of hanging."""
+    info = {"index": 2, "answer_format": "free_form", "options": []}
+    assert compute_score("mathvista", "\\boxed{0.5}", "\\frac{1}{2}", info) == {
+        "score": 1.0, "acc": 1.0, "has_answer": 1.0, "timeout": 0.0}
+    assert compute_score("mathvista", "\\boxed{7}", "12", info)["score"] == 0.0
+    start = time.monotonic()
+    result = compute_score("zerobench", "\\boxed{9^{9^{9^{9}}}}", "5", info, timeout_seconds=T)
+    assert result == {"score": 0.0, "acc": 0.0, "has_answer": 1.0, "timeout": 1.0}
+    assert T * 0.9 <= time.monotonic() - start < DEADLINE
+
+
+def test_unknown_answer_format_raises_naming_the_row():
+    """A misspelt answer_format is a data error naming the row, not a silent fall back to math-verify."""
+    with pytest.raises(ValueError, match=r"answer_format must be one of \['free_form', 'multiple_choice'\].*"
+                                         r"data_source='wemath', extra_info.index=3"):
+        compute_score("wemath", "\\boxed{B}", "B", {"index": 3, "answer_format": "letter"})
