@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import operator
 import os
+import re
 import statistics
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -176,9 +177,29 @@ def benchmark_prompts(val_files: str | os.PathLike | Iterable[str | os.PathLike]
     return prompts
 
 
+#: verl's media placeholders in a prompt's text: the dumped input is decoded with special tokens skipped, so an image
+#: leaves no text behind and only the text around the placeholders can be found.
+MEDIA_PLACEHOLDER = re.compile(r"<image>|<video>|<audio>")
+
+
+def occurs_in(content: str, text: str) -> bool:
+    """Whether the prompt ``content`` occurs in the dumped ``text``: verbatim, or for a multimodal prompt its text
+    pieces between the placeholders (each stripped, as verl's message builder may strip them), in order."""
+    if not MEDIA_PLACEHOLDER.search(content):
+        return content in text
+    position = 0
+    for piece in (p.strip() for p in MEDIA_PLACEHOLDER.split(content)):
+        if piece:
+            found = text.find(piece, position)
+            if found < 0:
+                return False
+            position = found + len(piece)
+    return True
+
+
 def match_benchmark(text: str, prompts: dict[str, set[str]]) -> str:
     """The one data_source whose prompts occur in ``text``; ValueError naming the candidates otherwise."""
-    matched = {content: sources for content, sources in prompts.items() if content in text}
+    matched = {content: sources for content, sources in prompts.items() if occurs_in(content, text)}
     found = set().union(*matched.values())
     if len(found) == 1:
         return found.pop()

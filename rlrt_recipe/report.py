@@ -9,8 +9,10 @@ Metric names are verl 0.9.1's (``trainer/ppo/metric_utils.py``, ``trainer/ppo/v1
 ``val-core/<data_source>/acc/mean@<n>`` (avg@n of the reward's ``acc``); ours are ``rlrt/*``. verl logs no
 pass@k: a run directory may hold a ``pass_at_k.json`` (``PASS_AT_K_FILE``) computed from the dumped samples.
 
-The table follows the paper's Tables 1/3: "avg / pass" per benchmark, the six-benchmark mean of avg@16, and the
-relative gain of RLRT's mean over the best baseline's.
+The table sets ours beside one paper's published table (``PAPERS``, ``make_table.py --paper``): the RLRT paper's
+Tables 1/3 ("avg@16 / pass@16" per benchmark, the six-benchmark mean, RLRT's relative gain over the best baseline) or
+the RLSD paper's Table 2 (accuracy per benchmark, the five-benchmark average, RLSD's gain in points over the best
+baseline and over the base model).
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ import math
 import os
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from rlrt_recipe.data import EVAL_SOURCES
 from rlrt_recipe.logs import metric_series, read_metrics
 
 Steps = dict[int, dict[str, float]]
+# {backbone: {method: {data_source: (avg, pass@n or None)}}} in percent
+PaperRows = Mapping[str, Mapping[str, Mapping[str, tuple[float, float | None]]]]
 
 PAPER_LABEL = "paper"
 PAPER_CITATION = "RLRT (arXiv 2605.10781) Table 1 (avg@16) / Table 3 (pass@16)"
@@ -40,11 +44,15 @@ PAPER_BACKBONES = {
     "qwen3_8b": "Qwen3-8B (thinking off)",
 }
 DEFAULT_BACKBONE = "qwen3_4b_base"
-_PAPER_COLUMNS = ("aime24", "aime25", "aime26", "hmmt26_feb", "amc23", "math500")  # Tables 1/3, left to right
+# RLRT Tables 1/3, left to right: (our data_source, the column the paper prints)
+BENCHMARKS: tuple[tuple[str, str], ...] = (
+    ("aime24", "AIME24"), ("aime25", "AIME25"), ("aime26", "AIME26"), ("hmmt26_feb", "HMMT26 Feb"),
+    ("amc23", "AMC23"), ("math500", "MATH500"),
+)
 
 
 def _paper_row(*cells: tuple[float, float]) -> dict[str, tuple[float, float]]:
-    return dict(zip(_PAPER_COLUMNS, cells, strict=True))
+    return dict(zip((data_source for data_source, _ in BENCHMARKS), cells, strict=True))
 
 
 # {backbone: {method: {data_source: (avg@16, pass@16)}}} in percent, rows in the paper's order; SDPO and SRPO
@@ -78,7 +86,74 @@ PAPER_TABLES: dict[str, dict[str, dict[str, tuple[float, float]]]] = {
         "rlrt": _paper_row((70.6, 93.3), (62.9, 86.7), (65.0, 86.7), (43.2, 69.7), (95.5, 100.0), (94.9, 98.2)),
     },
 }
-BENCHMARKS: tuple[tuple[str, str], ...] = tuple((s.name, s.label) for s in EVAL_SOURCES)
+# RLSD Table 2 (arXiv 2604.03128, Sec. 5.2.1), left to right: (our data_source, the column the paper prints)
+RLSD_BENCHMARKS: tuple[tuple[str, str], ...] = (
+    ("mmmu", "MMMU"), ("mathvista", "MathVista"), ("mathvision", "MathVision"), ("zerobench", "ZeroBench"),
+    ("wemath", "WeMath"),
+)
+
+
+def _rlsd_row(*accuracy: float) -> dict[str, tuple[float, None]]:
+    return {data_source: (value, None) for (data_source, _), value in zip(RLSD_BENCHMARKS, accuracy, strict=True)}
+
+
+# {backbone: {method: {data_source: (accuracy, None)}}} in percent, rows in the paper's order ("Base LLM" is our
+# base_model, "GRPO+OPSD" our grpo_opsd_loss); one number per cell, as the paper reports.
+RLSD_TABLE_2: dict[str, dict[str, dict[str, tuple[float, None]]]] = {
+    "qwen3_vl_8b_instruct": {
+        "base_model": _rlsd_row(62.44, 73.80, 47.37, 19.76, 54.10),
+        "grpo": _rlsd_row(65.11, 76.20, 48.82, 22.60, 56.57),
+        "opsd": _rlsd_row(63.82, 75.10, 47.53, 21.06, 54.95),
+        "sdpo": _rlsd_row(65.11, 74.00, 47.27, 25.15, 52.19),
+        "grpo_opsd_loss": _rlsd_row(63.22, 75.90, 48.52, 22.16, 54.76),
+        "rlsd": _rlsd_row(67.22, 78.10, 52.73, 24.85, 58.00),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Paper:
+    """One paper's published table and how ours is set beside it (``make_table.py --paper <name>``).
+
+    ``rows`` are ``{backbone: {method: {data_source: (avg, pass@n or None)}}}`` in percent; ``backbones`` map our
+    backbone recipe names to the paper's labels (the first is the default). ``n`` is our evaluation's samples per
+    problem (``val-core/<data_source>/acc/mean@n``); ``with_pass`` adds pass@n to every cell, as RLRT Tables 1/3 do.
+    ``method`` is the paper's own method, compared with the best trained baseline as a ``"relative"`` gain in percent
+    (RLRT's headline) or in ``"points"`` of accuracy, also over the base model (RLSD's headline).
+    """
+
+    name: str
+    citation: str
+    benchmarks: tuple[tuple[str, str], ...]
+    rows: PaperRows
+    backbones: Mapping[str, str]
+    n: int
+    with_pass: bool
+    method: str
+    mean_label: str
+    gain: str
+    decimals: int
+
+    @property
+    def default_backbone(self) -> str:
+        return next(iter(self.backbones))
+
+
+PAPERS: dict[str, Paper] = {
+    "rlrt": Paper(
+        name="rlrt", citation=PAPER_CITATION, benchmarks=BENCHMARKS, rows=PAPER_TABLES, backbones=PAPER_BACKBONES,
+        n=16, with_pass=True, method="rlrt", mean_label="mean", gain="relative", decimals=1,
+    ),
+    "rlsd": Paper(
+        name="rlsd", citation="RLSD (arXiv 2604.03128) Table 2 (accuracy)", benchmarks=RLSD_BENCHMARKS,
+        rows=RLSD_TABLE_2, backbones={"qwen3_vl_8b_instruct": "Qwen3-VL-8B-Instruct"},
+        n=1,  # ours: one sample per problem (the paper states accuracy only; docs/reproduce.md)
+        with_pass=False, method="rlsd", mean_label="avg", gain="points", decimals=2,
+    ),
+}
+DEFAULT_PAPER = "rlrt"
+# data_source -> the column label any paper prints
+_LABELS = {data_source: label for paper in PAPERS.values() for data_source, label in paper.benchmarks}
 CURVE_METRICS = ("critic/score/mean", "response_length/mean", "actor/entropy")
 CSV_FIELDS = ("method", "source", "benchmark", "data_source", "avg", "std", "runs", "pass", "pass_std", "pass_runs")
 PASS_AT_K_FILE = "pass_at_k.json"
@@ -89,29 +164,44 @@ def avg_key(data_source: str, n: int = 16) -> str:
     return f"val-core/{data_source}/acc/mean@{n}"
 
 
-def _check_backbone(backbone: str) -> None:
-    if backbone not in PAPER_TABLES:
-        raise ValueError(f"unknown backbone {backbone!r}: the paper's tables have {', '.join(PAPER_TABLES)}")
+def get_paper(paper: str) -> Paper:
+    """The ``PAPERS`` entry ``paper`` ("rlrt" or "rlsd"); an unknown name is an error naming the known ones."""
+    if paper not in PAPERS:
+        raise ValueError(f"unknown paper {paper!r}: the tables are {', '.join(PAPERS)}")
+    return PAPERS[paper]
 
 
-def paper_table(backbone: str) -> dict[str, dict[str, tuple[float, float]]]:
-    """The paper's rows for one backbone (our recipe name): ``{method: {data_source: (avg@16, pass@16)}}``."""
-    _check_backbone(backbone)
-    return PAPER_TABLES[backbone]
+def _check_backbone(backbone: str, paper: Paper) -> None:
+    if backbone not in paper.rows:
+        raise ValueError(f"unknown backbone {backbone!r}: the {paper.name} paper's tables have {', '.join(paper.rows)}")
 
 
-def paper_backbone_label(backbone: str) -> str:
+def paper_table(backbone: str, paper: str = DEFAULT_PAPER) -> Mapping[str, Mapping[str, tuple[float, float | None]]]:
+    """A paper's rows for one backbone (our recipe name): ``{method: {data_source: (avg, pass@n or None)}}``."""
+    table = get_paper(paper)
+    _check_backbone(backbone, table)
+    return table.rows[backbone]
+
+
+def paper_backbone_label(backbone: str, paper: str = DEFAULT_PAPER) -> str:
     """The paper's name of one backbone (our recipe name), e.g. ``Qwen3-8B (thinking off)``."""
-    _check_backbone(backbone)
-    return PAPER_BACKBONES[backbone]
+    table = get_paper(paper)
+    _check_backbone(backbone, table)
+    return table.backbones[backbone]
 
 
-def six_benchmark_mean(cells: Mapping[str, float | None]) -> float | None:
-    """The mean over the six benchmarks of Table 1 (``{data_source: value}``); None if any is missing."""
-    values = [cells.get(data_source) for data_source, _ in BENCHMARKS]
+def benchmark_mean(cells: Mapping[str, float | None], benchmarks: Sequence[tuple[str, str]]) -> float | None:
+    """The mean of ``cells`` (``{data_source: value}``) over ``benchmarks`` (``(data_source, label)``, a paper's
+    columns); None if any is missing: the papers average every benchmark of their table."""
+    values = [cells.get(data_source) for data_source, _ in benchmarks]
     if any(v is None for v in values):
         return None
     return statistics.fmean(values)
+
+
+def six_benchmark_mean(cells: Mapping[str, float | None]) -> float | None:
+    """The mean over the six benchmarks of RLRT Table 1 (``{data_source: value}``); None if any is missing."""
+    return benchmark_mean(cells, BENCHMARKS)
 
 
 def relative_gain(method_mean: float, baseline_mean: float) -> float:
@@ -128,20 +218,27 @@ def trained_baselines(methods: Iterable[str], method: str = "rlrt") -> list[str]
 
 
 def gain_over_best_baseline(
-    means: Mapping[str, float | None], method: str = "rlrt", baselines: Iterable[str] | None = None
+    means: Mapping[str, float | None], method: str = "rlrt", baselines: Iterable[str] | None = None,
+    unit: str = "relative",
 ) -> tuple[str, float] | None:
-    """``(best baseline, relative gain in percent)`` of ``method``'s mean over the highest baseline mean.
+    """``(best baseline, gain)`` of ``method``'s mean over the highest baseline mean: ``unit="relative"``, in percent
+    of the baseline's mean (RLRT's headline form), or ``"points"``, the difference of the two means (RLSD's).
 
-    ``baselines`` default to every method of ``means`` except ``method`` and ``BASE_MODEL``: the paper's
-    headline gains (+18.0 / +12.0 / +3.4 / +2.2 %) are over its best *trained* baseline (GRPO on every backbone).
-    Baselines without a mean are left out; None when ``method`` or every baseline has none.
+    ``baselines`` default to every method of ``means`` except ``method`` and ``BASE_MODEL``: the RLRT paper's
+    headline gains (+18.0 / +12.0 / +3.4 / +2.2 %) are over its best *trained* baseline (GRPO on every backbone), as
+    is RLSD's +2.32 points (Sec. 5.2.1). Baselines without a mean are left out; None when ``method`` or every baseline
+    has none.
     """
+    if unit not in ("relative", "points"):
+        raise ValueError(f"unit must be 'relative' or 'points', got {unit!r}")
     if baselines is None:
         baselines = trained_baselines(means, method)
     candidates = {b: means[b] for b in baselines if means.get(b) is not None}
     if means.get(method) is None or not candidates:
         return None
     best = max(candidates, key=candidates.__getitem__)
+    if unit == "points":
+        return best, means[method] - candidates[best]
     return best, relative_gain(means[method], candidates[best])
 
 
@@ -210,7 +307,7 @@ def plot_pass_at_k(curves: Mapping[str, Mapping[str, Mapping[int, float]]]):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("k")
         ax.set_ylabel("pass@k (%)")
-        ax.set_title(dict(BENCHMARKS).get(data_source, data_source), fontsize=10)
+        ax.set_title(_LABELS.get(data_source, data_source), fontsize=10)
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -237,23 +334,27 @@ def _percent_stats(values: list[float]) -> tuple[float | None, float | None, int
 
 def table_rows(
     method_runs: dict[str, list[Steps]],
-    n: int = 16,
-    backbone: str = DEFAULT_BACKBONE,
+    n: int | None = None,
+    backbone: str | None = None,
     method_pass: dict[str, list[dict[str, float]]] | None = None,
+    paper: str = DEFAULT_PAPER,
 ) -> list[dict[str, object]]:
     """Long-format rows (``CSV_FIELDS``), percent with the paper's scale: ours per method, then the paper's.
 
-    Ours: avg@n from ``val-core/<data_source>/acc/mean@n`` (last logged value), pass@n from ``method_pass``
-    (``load_pass_at_k``). Each method of ours is followed by its paper row (``backbone``'s table) when the paper
-    has one; paper-only methods come last, in the paper's order. Values are None where nothing was logged
-    (std also for a single run).
+    ``paper`` picks the published table (``PAPERS``) and its benchmarks; ``n`` defaults to its evaluation's samples
+    per problem and ``backbone`` to its first backbone. Ours: avg@n from ``val-core/<data_source>/acc/mean@n`` (last
+    logged value), pass@n from ``method_pass`` (``load_pass_at_k``; only for a paper that reports pass@n). Each method
+    of ours is followed by its paper row when the paper has one; paper-only methods come last, in the paper's order.
+    Values are None where nothing was logged (std also for a single run).
     """
-    paper = paper_table(backbone)
-    method_pass = method_pass or {}
+    table = get_paper(paper)
+    n = table.n if n is None else n
+    published = paper_table(table.default_backbone if backbone is None else backbone, paper)
+    method_pass = (method_pass or {}) if table.with_pass else {}
     rows: list[dict[str, object]] = []
 
     def add(method: str, source: str, cells: dict[str, tuple[tuple[float | None, float | None, int], ...]]) -> None:
-        for data_source, label in BENCHMARKS:
+        for data_source, label in table.benchmarks:
             (avg, std, count), (pass_, pass_std, pass_count) = cells[data_source]
             rows.append(
                 {"method": method, "source": source, "benchmark": label, "data_source": data_source,
@@ -261,19 +362,20 @@ def table_rows(
             )
 
     def add_paper(method: str) -> None:
-        add(method, PAPER_LABEL, {ds: ((a, None, 1), (p, None, 1)) for ds, (a, p) in paper[method].items()})
+        add(method, PAPER_LABEL, {ds: ((a, None, 1), (p, None, 0 if p is None else 1))
+                                  for ds, (a, p) in published[method].items()})
 
     for method, runs in method_runs.items():
         passes = method_pass.get(method, [])
         ours = {}
-        for data_source, _ in BENCHMARKS:
+        for data_source, _ in table.benchmarks:
             avgs = [v for v in (last_value(steps, avg_key(data_source, n)) for steps in runs) if v is not None]
             pass_values = [p[data_source] for p in passes if data_source in p]
             ours[data_source] = (_percent_stats(avgs), _percent_stats(pass_values))
         add(method, "ours", ours)
-        if method in paper:
+        if method in published:
             add_paper(method)
-    for method in paper:
+    for method in published:
         if method not in method_runs:
             add_paper(method)
     return rows
@@ -287,43 +389,75 @@ def _group(rows: list[dict[str, object]]) -> dict[tuple[str, str], dict[str, dic
     return groups
 
 
-def _number(value: object, std: object = None) -> str:
+def _number(value: object, std: object = None, decimals: int = 1) -> str:
     if value is None:
         return "—"
-    return f"{value:.1f}" if std is None else f"{value:.1f} ± {std:.1f}"
+    return f"{value:.{decimals}f}" if std is None else f"{value:.{decimals}f} ± {std:.{decimals}f}"
 
 
-def _gain_text(means: dict[str, float | None]) -> str:
-    gain = gain_over_best_baseline(means)
+def _gain_text(means: dict[str, float | None], paper: Paper) -> str:
+    gain = gain_over_best_baseline(means, paper.method, unit=paper.gain)
     if gain is None:
         return "—"
-    best, percent = gain
-    compared = [m for m in trained_baselines(means) if means[m] is not None]
-    return f"{percent:+.1f} % over {best} (compared: {', '.join(compared)})"
+    best, value = gain
+    compared = [m for m in trained_baselines(means, paper.method) if means[m] is not None]
+    unit = "%" if paper.gain == "relative" else "points"
+    return f"{value:+.{paper.decimals}f} {unit} over {best} (compared: {', '.join(compared)})"
 
 
-def to_markdown(rows: list[dict[str, object]], n: int = 16, backbone: str = DEFAULT_BACKBONE) -> str:
-    """Wide markdown table like the paper's Tables 1/3: one line per (method, source), "avg / pass" per
-    benchmark and the six-benchmark mean of avg; then the notes and RLRT's relative gain over the best baseline."""
-    header = ["method", "source", *(label for _, label in BENCHMARKS), "mean"]
+def _over_base_text(means: dict[str, float | None], paper: Paper) -> str:
+    if means.get(paper.method) is None or means.get(BASE_MODEL) is None:
+        return "—"
+    return f"{means[paper.method] - means[BASE_MODEL]:+.{paper.decimals}f} points"
+
+
+def to_markdown(
+    rows: list[dict[str, object]], n: int | None = None, backbone: str | None = None, paper: str = DEFAULT_PAPER
+) -> str:
+    """Wide markdown table like the paper's: one line per (method, source), each benchmark's cell ("avg / pass" for
+    RLRT Tables 1/3, the accuracy for RLSD Table 2) and the mean over the paper's benchmarks; then the notes and the
+    paper's method's gain over the best baseline (and, in points, over the base model)."""
+    table = get_paper(paper)
+    n = table.n if n is None else n
+    backbone = table.default_backbone if backbone is None else backbone
+    header = ["method", "source", *(label for _, label in table.benchmarks), table.mean_label]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    order = [data_source for data_source, _ in BENCHMARKS]
+    order = [data_source for data_source, _ in table.benchmarks]
     means: dict[str, dict[str, float | None]] = {}
+    digits = table.decimals
     for (method, source), cells in _group(rows).items():
-        mean = six_benchmark_mean({ds: row["avg"] for ds, row in cells.items()})
+        mean = benchmark_mean({ds: row["avg"] for ds, row in cells.items()}, table.benchmarks)
         means.setdefault(source, {})[method] = mean
-        text = [f"{_number(r['avg'], r['std'])} / {_number(r['pass'], r['pass_std'])}" for r in map(cells.get, order)]
-        lines.append("| " + " | ".join([str(method), str(source), *text, _number(mean)]) + " |")
+        if table.with_pass:
+            text = [f"{_number(r['avg'], r['std'], digits)} / {_number(r['pass'], r['pass_std'], digits)}"
+                    for r in map(cells.get, order)]
+        else:
+            text = [_number(r["avg"], r["std"], digits) for r in map(cells.get, order)]
+        lines.append("| " + " | ".join([str(method), str(source), *text, _number(mean, decimals=digits)]) + " |")
+    ours, published = means.get("ours", {}), means.get(PAPER_LABEL, {})
+    if table.with_pass:
+        cell_note = (f"avg@{n} / pass@{n} in percent. ours: avg@{n} is `val-core/<data_source>/acc/mean@{n}` (last logged "
+                     f"value), pass@{n} is from the run directory's {PASS_AT_K_FILE}")
+        averaged = f" of avg@{n}"
+    else:
+        cell_note = (f"Accuracy in percent. ours: `val-core/<data_source>/acc/mean@{n}` (last logged value, "
+                     f"{n} sample{'' if n == 1 else 's'} per problem)")
+        averaged = ""
     lines += [
         "",
-        f"avg@{n} / pass@{n} in percent. ours: avg@{n} is `val-core/<data_source>/acc/mean@{n}` (last logged value), "
-        f"pass@{n} is from the run directory's {PASS_AT_K_FILE}; mean ± sample std over runs; — where missing.",
-        f"mean: six-benchmark mean of avg@{n} (— if a benchmark is missing).",
-        f"{PAPER_LABEL}: {PAPER_CITATION}, {paper_backbone_label(backbone)}.",
-        "Relative gain of rlrt's mean over the best baseline (every method but rlrt, its rlrt_* variants and "
-        f"{BASE_MODEL}): "
-        f"ours {_gain_text(means.get('ours', {}))}; {PAPER_LABEL} {_gain_text(means.get(PAPER_LABEL, {}))}.",
+        f"{cell_note}; mean ± sample std over runs; — where missing.",
+        f"{table.mean_label}: the mean over the {len(table.benchmarks)} benchmarks{averaged} (— if one is missing).",
+        f"{PAPER_LABEL}: {table.citation}, {paper_backbone_label(backbone, paper)}.",
     ]
+    kind = "Relative gain" if table.gain == "relative" else "Gain"
+    lines.append(
+        f"{kind} of {table.method}'s {table.mean_label} over the best baseline (every method but {table.method}, "
+        f"its {table.method}_* variants and {BASE_MODEL}): "
+        f"ours {_gain_text(ours, table)}; {PAPER_LABEL} {_gain_text(published, table)}."
+    )
+    if table.gain == "points":  # RLSD's headline also states the gain over the untrained model (Sec. 5.2.1)
+        lines.append(f"Gain of {table.method}'s {table.mean_label} over {BASE_MODEL}: ours {_over_base_text(ours, table)}; "
+                     f"{PAPER_LABEL} {_over_base_text(published, table)}.")
     return "\n".join(lines) + "\n"
 
 

@@ -19,6 +19,8 @@ from rlrt_recipe.evaluation import (
     benchmark_prompts,
     dump_file,
     evaluate,
+    match_benchmark,
+    occurs_in,
     pass_at_k,
     problem_correctness,
     read_dump,
@@ -313,3 +315,34 @@ def test_cli_curve_and_errors(bench, tmp_path):
     assert proc.returncode == 1 and "k must be an integer in [1, n=4]" in proc.stderr and "got 16" in proc.stderr
     proc = run_cli("--dump", str(bench["dump"]), "--val-files", files[0], "--curve", "--k", "1", "--out", "y.json")
     assert proc.returncode == 2 and "not allowed with argument" in proc.stderr
+
+
+def test_image_prompts_are_matched_by_their_text_around_the_placeholders(tmp_path, tiny_vl_model_dir):
+    """verl dumps an image prompt decoded with special tokens skipped, so its `<image>` placeholders leave no text:
+    the prompt is found by the text pieces around them, in order. Real rows: the image task's parquet, rendered by
+    verl's Qwen-VL token builder with the row's images (as the agent loop does) and decoded as verl's dump does."""
+    import rlrt_recipe.cpu  # noqa: F401  (makes the Qwen3-VL processor loadable without torchvision)
+    from omegaconf import OmegaConf
+    from verl.utils.tokenizer import hf_processor, hf_tokenizer
+    from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
+
+    from rlrt_recipe.cpu.dataset import TorchvisionFreeRLHFDataset
+    from rlrt_recipe.testing.image_data import write_image_parquet
+
+    path = write_image_parquet(tmp_path / "shapes.parquet", 3, seed=1, split="test")
+    tokenizer, processor = hf_tokenizer(tiny_vl_model_dir), hf_processor(tiny_vl_model_dir)
+    config = OmegaConf.create({"prompt_key": "prompt", "image_key": "images", "max_prompt_length": 256,
+                               "filter_overlong_prompts": False, "image_patch_size": None})
+    dataset = TorchvisionFreeRLHFDataset(data_files=str(path), tokenizer=tokenizer, processor=processor, config=config)
+    builder = create_continuous_token_builder(tokenizer, hf_model_type="qwen3_vl", processor=processor)
+    prompts = benchmark_prompts([path])
+    assert all("<image>" in content for content in prompts)
+    for row in (dataset[i] for i in range(len(dataset))):
+        messages = row["raw_prompt"]
+        images, _, _ = TorchvisionFreeRLHFDataset._process_multi_modal_info(messages, 16, config)
+        dumped = tokenizer.decode(builder.build_initial_tokens(messages, images=images), skip_special_tokens=True)
+        assert "<image>" not in dumped
+        assert match_benchmark(dumped, prompts) == "rlrt/tiny_shapes"
+    assert not occurs_in("<image>How many circles?", "How many squares?")
+    assert occurs_in("<image>Compare<image>these two.", "user\nCompare these two.\nassistant")
+    assert not occurs_in("<image>these two.<image>Compare", "Compare these two.")  # the pieces' order counts

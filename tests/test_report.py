@@ -12,11 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from rlrt_recipe.data import EVAL_SOURCES
+from rlrt_recipe.data import SOURCES
 from rlrt_recipe.report import (
+    BASE_MODEL,
+    BENCHMARKS,
     PAPER_BACKBONES,
     PAPER_LABEL,
     PAPER_TABLES,
+    PAPERS,
+    RLSD_BENCHMARKS,
+    RLSD_TABLE_2,
+    benchmark_mean,
     curve_metrics,
     gain_over_best_baseline,
     load_pass_at_k,
@@ -33,7 +39,8 @@ from rlrt_recipe.report import (
 
 ROOT = Path(__file__).resolve().parents[1]
 LOGS = Path(__file__).parent / "fixtures" / "logs"
-DATA_SOURCES = [s.name for s in EVAL_SOURCES]
+DATA_SOURCES = [data_source for data_source, _ in BENCHMARKS]  # RLRT Tables 1/3
+RLSD_SOURCES = [data_source for data_source, _ in RLSD_BENCHMARKS]  # RLSD Table 2
 
 
 @pytest.fixture
@@ -287,6 +294,122 @@ def test_make_table_bad_backbone(tmp_path):
     for backbone in PAPER_TABLES:
         assert backbone in proc.stderr
     assert not (tmp_path / "table.md").exists()
+
+
+def test_rlrt_columns_are_the_data_sources_of_prepare_data():
+    """RLRT's columns are rlrt_recipe.data's evaluation sources, with the labels its tables print (the report keeps
+    its own copy so that sources added for the other paper never become RLRT columns)."""
+    assert [(data_source, SOURCES[data_source].label) for data_source in DATA_SOURCES] == list(BENCHMARKS)
+
+
+# --- RLSD Table 2 -----------------------------------------------------------------------------------------------
+
+# RLSD Table 2's Avg. column, as printed (the paper: "Avg. is computed over the five selected benchmarks")
+RLSD_PAPER_AVG = {"base_model": 51.49, "grpo": 53.86, "opsd": 52.49, "sdpo": 52.74, "grpo_opsd_loss": 52.91,
+                  "rlsd": 56.18}
+
+
+def test_rlsd_table_2_transcription():
+    """Guards the transcription of RLSD Table 2: its rows in order, five benchmarks, a few cells typed in from the
+    paper, one number per cell, and every row's mean equal to the paper's Avg. column."""
+    table = RLSD_TABLE_2["qwen3_vl_8b_instruct"]
+    assert list(table) == list(RLSD_PAPER_AVG)
+    assert table["base_model"]["mmmu"] == (62.44, None)
+    assert table["sdpo"]["zerobench"] == (25.15, None)
+    assert table["rlsd"]["mathvision"] == (52.73, None)
+    assert table["grpo_opsd_loss"]["wemath"] == (54.76, None)
+    for method, cells in table.items():
+        assert list(cells) == RLSD_SOURCES
+        assert round(benchmark_mean({ds: acc for ds, (acc, _) in cells.items()}, RLSD_BENCHMARKS), 2) == (
+            RLSD_PAPER_AVG[method]), method
+
+
+def test_rlsd_headline_gains():
+    """RLSD Sec. 5.2.1: RLSD's average is 2.32 points over GRPO (the best baseline), 3.27 over GRPO+OPSD and 4.69 over
+    the base model; the same arithmetic on the shipped rows gives them."""
+    means = {m: benchmark_mean({ds: a for ds, (a, _) in cells.items()}, RLSD_BENCHMARKS)
+             for m, cells in RLSD_TABLE_2["qwen3_vl_8b_instruct"].items()}
+    best, points = gain_over_best_baseline(means, "rlsd", unit="points")
+    assert best == "grpo" and round(points, 2) == 2.32
+    assert round(gain_over_best_baseline(means, "rlsd", ["grpo_opsd_loss"], unit="points")[1], 2) == 3.27
+    assert round(means["rlsd"] - means["base_model"], 2) == 4.69
+    with pytest.raises(ValueError, match="unit must be"):
+        gain_over_best_baseline(means, "rlsd", unit="percent")
+
+
+@pytest.fixture
+def rlsd_runs(tmp_path):
+    """Synthetic evaluation logs at one sample per problem (mean@1): the base model, GRPO, two RLSD seeds, and a GRPO 2×
+    run that never logged ZeroBench (its average is then "—")."""
+    logs = {
+        "base_model": {"mmmu": 0.625, "mathvista": 0.75, "mathvision": 0.5, "zerobench": 0.125, "wemath": 0.5},
+        "grpo": {"mmmu": 0.625, "mathvista": 0.75, "mathvision": 0.5, "zerobench": 0.25, "wemath": 0.625},
+        "grpo_2x": {"mmmu": 0.75, "mathvista": 0.75, "mathvision": 0.5, "wemath": 0.625},
+        "rlsd_s1": {"mmmu": 0.75, "mathvista": 0.75, "mathvision": 0.5, "zerobench": 0.25, "wemath": 0.75},
+        "rlsd_s2": {"mmmu": 0.625, "mathvista": 0.875, "mathvision": 0.5, "zerobench": 0.25, "wemath": 0.75},
+    }
+    paths = {name: _write_eval_log(tmp_path / f"{name}.jsonl", acc, n=1) for name, acc in logs.items()}
+    return parse_runs([f"{name.split('_s')[0]}={path}" for name, path in paths.items()])
+
+
+def test_rlsd_table_on_synthetic_logs(rlsd_runs):
+    """Ours (mean@1, percent, two decimals as Table 2) beside Table 2's rows, the five-benchmark average, "—" for
+    ZeroBench GRPO 2× never logged (and so for its average), the paper-only rows last, RLSD's gains in points."""
+    rows = table_rows(load_runs(rlsd_runs), paper="rlsd")
+    assert _by(rows, "rlsd", "ours")["mathvista"] == (81.25, pytest.approx(12.5 / math.sqrt(2)), 2)
+    assert set(_by(rows, "rlsd", "ours", ("pass", "pass_std", "pass_runs")).values()) == {(None, None, 0)}
+    lines = to_markdown(rows, paper="rlsd").splitlines()
+    assert lines[0] == "| method | source | MMMU | MathVista | MathVision | ZeroBench | WeMath | avg |"
+    assert lines[2:12] == [
+        "| base_model | ours | 62.50 | 75.00 | 50.00 | 12.50 | 50.00 | 50.00 |",
+        "| base_model | paper | 62.44 | 73.80 | 47.37 | 19.76 | 54.10 | 51.49 |",
+        "| grpo | ours | 62.50 | 75.00 | 50.00 | 25.00 | 62.50 | 55.00 |",
+        "| grpo | paper | 65.11 | 76.20 | 48.82 | 22.60 | 56.57 | 53.86 |",
+        "| grpo_2x | ours | 75.00 | 75.00 | 50.00 | — | 62.50 | — |",
+        "| rlsd | ours | 68.75 ± 8.84 | 81.25 ± 8.84 | 50.00 ± 0.00 | 25.00 ± 0.00 | 75.00 ± 0.00 | 60.00 |",
+        "| rlsd | paper | 67.22 | 78.10 | 52.73 | 24.85 | 58.00 | 56.18 |",
+        "| opsd | paper | 63.82 | 75.10 | 47.53 | 21.06 | 54.95 | 52.49 |",
+        "| sdpo | paper | 65.11 | 74.00 | 47.27 | 25.15 | 52.19 | 52.74 |",
+        "| grpo_opsd_loss | paper | 63.22 | 75.90 | 48.52 | 22.16 | 54.76 | 52.91 |",
+    ]
+    assert "paper: RLSD (arXiv 2604.03128) Table 2 (accuracy), Qwen3-VL-8B-Instruct." in lines
+    assert lines[-2].endswith("ours +5.00 points over grpo (compared: grpo); "
+                              "paper +2.32 points over grpo (compared: grpo, opsd, sdpo, grpo_opsd_loss).")
+    assert lines[-1] == "Gain of rlsd's avg over base_model: ours +10.00 points; paper +4.69 points."
+    csv_lines = to_csv(rows).splitlines()
+    assert "grpo_2x,ours,ZeroBench,zerobench,,,0,,,0" in csv_lines
+    assert "rlsd,paper,MathVision,mathvision,52.73,,1,,,0" in csv_lines
+
+
+def test_make_table_cli_rlsd(rlsd_runs, tmp_path):
+    """--paper rlsd: Table 2 beside ours at --n 1 by default, whatever pass_at_k.json a run directory holds; a backbone
+    of the other paper is refused before anything is read."""
+    specs = [f"--run={m}={p}" for m, paths in rlsd_runs.items() for p in paths]
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts/make_table.py"), *specs, "--paper", "rlsd",
+                           "--out", str(tmp_path / "out/table")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    rows = table_rows(load_runs(rlsd_runs), paper="rlsd")
+    assert (tmp_path / "out/table.md").read_text() == to_markdown(rows, paper="rlsd")
+    assert (tmp_path / "out/table.csv").read_text() == to_csv(rows)
+    assert "| grpo_2x | ours | 75.00 | 75.00 | 50.00 | — | 62.50 | — |" in proc.stdout
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts/make_table.py"), "--paper", "rlsd", "--backbone",
+                           "qwen3_8b", "--run", "grpo=missing.jsonl", "--out", str(tmp_path / "bad")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "the rlsd paper's tables have qwen3_vl_8b_instruct" in proc.stderr
+    assert not (tmp_path / "bad.md").exists()
+
+
+def test_papers_are_consistent():
+    """Each paper's rows cover its benchmarks for every backbone it names, its method is one of its rows, and its
+    default n is the evaluation the recipes run (RLRT avg@16; RLSD ours, one sample)."""
+    for paper in PAPERS.values():
+        assert list(paper.rows) == list(paper.backbones)
+        for table in paper.rows.values():
+            assert paper.method in table and BASE_MODEL in table
+            for cells in table.values():
+                assert list(cells) == [data_source for data_source, _ in paper.benchmarks]
+                assert all((p is not None) == paper.with_pass for _, p in cells.values())
+    assert (PAPERS["rlrt"].n, PAPERS["rlsd"].n) == (16, 1)
 
 
 def test_bad_run_spec():
