@@ -60,10 +60,10 @@ DRY_RUN_DIR=${DRY_RUN_DIR:-${OUTPUT_DIR}/dry_run}  # composed configs of --dry-r
 COMPOSE=${COMPOSE:-1}  # --dry-run: also compose each config with main_ppo --cfg job
 export PYTHON RECIPE BACKBONE DATA_DIR BENCHMARKS N_SAMPLES COMPOSE
 
-val_files=""
-for name in ${BENCHMARKS}; do
-    val_files+="${val_files:+,}${DATA_DIR}/${name}.parquet"
-done
+# shellcheck source=reproduce_lib.sh
+source "${ROOT}/scripts/reproduce_lib.sh"
+# shellcheck disable=SC2086  # BENCHMARKS is a list of names
+val_files=$(parquet_list "${DATA_DIR}" ${BENCHMARKS})
 
 if [[ "${DRY_RUN}" == 0 && ! -f "${DATA_DIR}/dapo_math_17k.parquet" ]]; then
     echo "no ${DATA_DIR}/dapo_math_17k.parquet: run python scripts/prepare_data.py --out-dir ${DATA_DIR}" >&2
@@ -73,25 +73,7 @@ if [[ "${DRY_RUN}" == 1 ]]; then
     mkdir -p "${DRY_RUN_DIR}"
 fi
 
-evaluate() {  # evaluate NAME CKPT [overrides...]: the evaluation launch of one run (printed under --dry-run)
-    local name=$1 ckpt=$2
-    shift 2
-    local command=(env METHOD="${name}" CKPT="${ckpt}" EVAL_DIR="${OUTPUT_DIR}/${name}/eval"
-                   bash "${ROOT}/scripts/evaluate.sh")
-    if [[ "${DRY_RUN}" == 1 ]]; then
-        "${command[@]}" --dry-run "$@" > "${DRY_RUN_DIR}/${name}.eval.txt"
-        echo "evaluate ${name}: $(head -n 1 "${DRY_RUN_DIR}/${name}.eval.txt")"
-    else
-        "${command[@]}" "$@"
-    fi
-}
-
-table_runs=()
-curve_runs=()
-if [[ "${BASE_ROW}" == 1 ]]; then
-    evaluate base_model base "$@"
-    table_runs+=(--run "base_model=${OUTPUT_DIR}/base_model/eval")
-fi
+evaluate_base_model "$@"
 
 runs=()  # NAME:METHOD:OVERRIDE (the override may be empty)
 for method in ${METHODS} ${ABLATIONS}; do runs+=("${method}:${method}:"); done
@@ -100,7 +82,7 @@ for eps_w in ${EPS_W_SWEEP}; do runs+=("rlrt_eps_w_${eps_w}:rlrt:rlrt.eps_w=${ep
 for run in "${runs[@]}"; do
     IFS=: read -r name method override <<< "${run}"
     run_dir=${OUTPUT_DIR}/${name}
-    train=(
+    train_command=(
         "${PYTHON}" -m verl.trainer.main_ppo
         --config-dir "${ROOT}/recipes" --config-name "${RECIPE}"
         method="${method}" backbone="${BACKBONE}"
@@ -112,33 +94,15 @@ for run in "${runs[@]}"; do
         ${override:+"${override}"}
         "$@"
     )
-    if [[ "${DRY_RUN}" == 1 ]]; then
-        echo "train ${name}: VERL_FILE_LOGGER_PATH=${run_dir}/train/launch-<time>.jsonl $(printf '%q ' "${train[@]}")"
-        if [[ "${COMPOSE}" == 1 ]]; then
-            "${train[@]}" --cfg job > "${DRY_RUN_DIR}/${name}.train.yaml"
-        fi
-    else
-        mkdir -p "${run_dir}/train"
-        # One file per launch: verl's file logger truncates its file
-        VERL_FILE_LOGGER_PATH=${run_dir}/train/launch-$(date +%Y%m%d-%H%M%S).jsonl "${train[@]}"
-    fi
+    train "${name}" "${train_command[@]}"
     evaluate "${name}" "${run_dir}/checkpoints/global_step_${STEPS}" "$@"
     table_runs+=(--run "${name}=${run_dir}/eval")
-    curve_runs+=(--run "${name}=${run_dir}/train")
 done
 
 if [[ "${EXPLORATION}" == 1 ]]; then
-    outputs=("${PYTHON}" "${ROOT}/scripts/plot_pass_at_k.py" "${table_runs[@]}" --out "${OUTPUT_DIR}/pass_at_k.png")
+    summarise "pass@k plot" "${PYTHON}" "${ROOT}/scripts/plot_pass_at_k.py" "${table_runs[@]}" \
+        --out "${OUTPUT_DIR}/pass_at_k.png"
 else
-    outputs=("${PYTHON}" "${ROOT}/scripts/make_table.py" --backbone "${BACKBONE}" "${table_runs[@]}"
-             --out "${OUTPUT_DIR}/table")
+    summarise table "${PYTHON}" "${ROOT}/scripts/make_table.py" --backbone "${BACKBONE}" "${table_runs[@]}" \
+        --out "${OUTPUT_DIR}/table"
 fi
-curves=("${PYTHON}" "${ROOT}/scripts/plot_curves.py" "${curve_runs[@]}" --out "${OUTPUT_DIR}/curves.png")
-if [[ "${DRY_RUN}" == 1 ]]; then
-    echo "$([[ ${EXPLORATION} == 1 ]] && echo pass@k plot || echo table): $(printf '%q ' "${outputs[@]}")"
-    echo "curves: $(printf '%q ' "${curves[@]}")"
-    echo "composed configs: ${DRY_RUN_DIR}"
-    exit 0
-fi
-"${outputs[@]}"
-"${curves[@]}"

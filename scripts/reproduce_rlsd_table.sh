@@ -55,10 +55,10 @@ COMPOSE=${COMPOSE:-1}  # --dry-run: also compose each config with main_ppo --cfg
 export PYTHON RECIPE BACKBONE DATA_DIR TRAIN_FILE BENCHMARKS N_SAMPLES TEMPERATURE TOP_P TOP_K PASS_K \
     MAX_PROMPT_LENGTH EVAL_RESPONSE_LENGTH MAX_POSITIONS COMPOSE
 
-val_files=""
-for name in ${BENCHMARKS}; do
-    val_files+="${val_files:+,}${DATA_DIR}/${name}.parquet"
-done
+# shellcheck source=reproduce_lib.sh
+source "${ROOT}/scripts/reproduce_lib.sh"
+# shellcheck disable=SC2086  # BENCHMARKS is a list of names
+val_files=$(parquet_list "${DATA_DIR}" ${BENCHMARKS})
 
 if [[ "${DRY_RUN}" == 0 && ! -f "${TRAIN_FILE}" ]]; then
     echo "no ${TRAIN_FILE}: run scripts/prepare_data.py for MMFineReason-123K and the five benchmarks first" >&2
@@ -68,25 +68,7 @@ if [[ "${DRY_RUN}" == 1 ]]; then
     mkdir -p "${DRY_RUN_DIR}"
 fi
 
-evaluate() {  # evaluate NAME CKPT [overrides...]: the evaluation launch of one run (printed under --dry-run)
-    local name=$1 ckpt=$2
-    shift 2
-    local command=(env METHOD="${name}" CKPT="${ckpt}" EVAL_DIR="${OUTPUT_DIR}/${name}/eval"
-                   bash "${ROOT}/scripts/evaluate.sh")
-    if [[ "${DRY_RUN}" == 1 ]]; then
-        "${command[@]}" --dry-run "$@" > "${DRY_RUN_DIR}/${name}.eval.txt"
-        echo "evaluate ${name}: $(head -n 1 "${DRY_RUN_DIR}/${name}.eval.txt")"
-    else
-        "${command[@]}" "$@"
-    fi
-}
-
-table_runs=()
-curve_runs=()
-if [[ "${BASE_ROW}" == 1 ]]; then
-    evaluate base_model base "$@"
-    table_runs+=(--run "base_model=${OUTPUT_DIR}/base_model/eval")
-fi
+evaluate_base_model "$@"
 
 for name in ${METHODS}; do
     method=${name}
@@ -96,7 +78,7 @@ for name in ${METHODS}; do
         steps=$(( 2 * STEPS ))
     fi
     run_dir=${OUTPUT_DIR}/${name}
-    train=(
+    train_command=(
         "${PYTHON}" -m verl.trainer.main_ppo
         --config-dir "${ROOT}/recipes" --config-name "${RECIPE}"
         method="${method}" backbone="${BACKBONE}" rlsd_variant="${VARIANT}"
@@ -107,29 +89,10 @@ for name in ${METHODS}; do
         trainer.default_local_dir="${run_dir}/checkpoints"
         "$@"
     )
-    if [[ "${DRY_RUN}" == 1 ]]; then
-        echo "train ${name}: VERL_FILE_LOGGER_PATH=${run_dir}/train/launch-<time>.jsonl $(printf '%q ' "${train[@]}")"
-        if [[ "${COMPOSE}" == 1 ]]; then
-            "${train[@]}" --cfg job > "${DRY_RUN_DIR}/${name}.train.yaml"
-        fi
-    else
-        mkdir -p "${run_dir}/train"
-        # One file per launch: verl's file logger truncates its file
-        VERL_FILE_LOGGER_PATH=${run_dir}/train/launch-$(date +%Y%m%d-%H%M%S).jsonl "${train[@]}"
-    fi
+    train "${name}" "${train_command[@]}"
     evaluate "${name}" "${run_dir}/checkpoints/global_step_${steps}" "$@"
     table_runs+=(--run "${name}=${run_dir}/eval")
-    curve_runs+=(--run "${name}=${run_dir}/train")
 done
 
-table=("${PYTHON}" "${ROOT}/scripts/make_table.py" --paper rlsd --n "${N_SAMPLES}" "${table_runs[@]}"
-       --out "${OUTPUT_DIR}/table")
-curves=("${PYTHON}" "${ROOT}/scripts/plot_curves.py" "${curve_runs[@]}" --out "${OUTPUT_DIR}/curves.png")
-if [[ "${DRY_RUN}" == 1 ]]; then
-    echo "table: $(printf '%q ' "${table[@]}")"
-    echo "curves: $(printf '%q ' "${curves[@]}")"
-    echo "composed configs: ${DRY_RUN_DIR}"
-    exit 0
-fi
-"${table[@]}"
-"${curves[@]}"
+summarise table "${PYTHON}" "${ROOT}/scripts/make_table.py" --paper rlsd --n "${N_SAMPLES}" "${table_runs[@]}" \
+    --out "${OUTPUT_DIR}/table"
