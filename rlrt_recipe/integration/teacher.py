@@ -52,7 +52,7 @@ from rlrt_recipe.integration.images import (
     is_multimodal,
     render_key,
 )
-from rlrt_recipe.integration.estimators import grpo_advantages
+from rlrt_recipe.integration.estimators import grpo_row_advantages
 from rlrt_recipe.signals import nonfinite_rows, scored_log_prob_means
 
 logger = logging.getLogger("rlrt_recipe")
@@ -254,11 +254,10 @@ def select_rows(rm_scores: torch.Tensor, response_mask: torch.Tensor, uids: Sequ
         adv_sign = -torch.ones(len(uids)) if cfg.gate == "negative" else None
         return candidates & signals.selected_rows(cfg.gate, correct=correct, has_teacher=torch.ones_like(correct),
                                                   adv_sign=adv_sign, group=list(uids))
-    adv = grpo_advantages(rm_scores, response_mask, np.array(uids, dtype=object), algorithm_config)  # [B, T]
-    adv_sign = torch.where(response_mask.bool(), adv, 0.0).sum(-1).sign()  # [B]
-    gate = signals.selected_rows(cfg.gate, correct=correct, has_teacher=torch.ones_like(correct), adv_sign=adv_sign,
+    adv = grpo_row_advantages(rm_scores, np.array(uids, dtype=object), algorithm_config)[:, 0]  # [B], as the estimator
+    gate = signals.selected_rows(cfg.gate, correct=correct, has_teacher=torch.ones_like(correct), adv_sign=adv.sign(),
                                  group=list(uids))  # [B], the estimator's S_row
-    return candidates & gate & (adv != 0).any(-1)
+    return candidates & gate & (adv != 0)
 
 
 def finished_rows(responses: Sequence[torch.Tensor], eos_token_ids: Collection[int]) -> torch.Tensor:
