@@ -28,9 +28,8 @@ RECIPE=${RECIPE:-rlsd_paper}
 BACKBONE=${BACKBONE:-qwen3_vl_8b_instruct}  # RLSD Sec. 5.1: Qwen3-VL-8B-Instruct
 VARIANT=${VARIANT:-paper}  # paper (RLSD Sec. 5.1) | official (the official code's λ decay, teacher sync, token mean)
 # RLSD Table 2's methods (GRPO, OPSD, SDPO, GRPO+OPSD, RLSD) and its Fig. 1b's "GRPO (2× steps)" (grpo_2x: method=grpo
-# for twice STEPS). sdpo is left out by default: the package's top-K teacher pass does not carry images yet and
-# refuses a multimodal model when the trainer starts (METHODS="... sdpo" composes and launches it).
-METHODS=${METHODS:-grpo grpo_2x opsd grpo_opsd_loss rlsd}
+# for twice STEPS).
+METHODS=${METHODS:-grpo grpo_2x opsd sdpo grpo_opsd_loss rlsd}
 BASE_ROW=${BASE_ROW:-1}  # evaluate the untrained model: Table 2's "Base LLM" row
 STEPS=${STEPS:-200}  # RLSD Sec. 5.1: 200 steps; the step-${STEPS} checkpoint is evaluated (grpo_2x: 2 × STEPS)
 DATA_DIR=${DATA_DIR:-${ROOT}/data}

@@ -206,10 +206,10 @@ def _printed_launches(tmp_path, *args, **env) -> list[str]:
 
 
 def test_dry_run_prints_every_launch(tmp_path):
-    """The default run: the base model's evaluation, then each Table 2 method (SDPO left out: its top-K teacher pass
-    takes no images yet) and GRPO 2×, trained and evaluated at its last step, then the table beside Table 2."""
+    """The default run: the base model's evaluation, then each Table 2 method and GRPO 2×, trained and evaluated at
+    its last step, then the table beside Table 2."""
     lines = _printed_launches(tmp_path)
-    methods = ["grpo", "grpo_2x", "opsd", "grpo_opsd_loss", "rlsd"]
+    methods = ["grpo", "grpo_2x", "opsd", "sdpo", "grpo_opsd_loss", "rlsd"]
     expected = ["evaluate base_model"] + [f"{kind} {m}" for m in methods for kind in ("train", "evaluate")]
     assert [line.split(":")[0] for line in lines] == [*expected, "table", "curves", "composed configs"]
     launches = {line.split(":")[0]: line for line in lines}
@@ -232,8 +232,7 @@ def test_dry_run_prints_every_launch(tmp_path):
 
 
 def test_dry_run_variant_and_sdpo(tmp_path):
-    """VARIANT=official reaches every training launch; METHODS can add SDPO (it composes; the trainer refuses it on
-    image rows until the top-K teacher pass carries images)."""
+    """VARIANT=official reaches every training launch; METHODS picks the methods and their order."""
     lines = _printed_launches(tmp_path, VARIANT="official", METHODS="sdpo rlsd", BASE_ROW="0")
     trained = [line for line in lines if line.startswith("train ")]
     assert [line.split(":")[0] for line in trained] == ["train sdpo", "train rlsd"]

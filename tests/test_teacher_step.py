@@ -493,7 +493,8 @@ def test_topk_losses_route_rows_by_group_outcome(model_and_tokenizer, loss_mode,
                                                  temperature=1.0))
     sent = {}
 
-    def score_rows(rows, prompts):
+    def score_rows(rows, prompts, vision_rows):
+        assert vision_rows is None  # a text model's rows carry no pixels
         sent.update(zip(rows, prompts))
         return [torch.full((len(data["responses"][i]),), -1.0) for i in rows], len(rows)
 

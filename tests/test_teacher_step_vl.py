@@ -258,23 +258,53 @@ def test_a_stored_prompt_rendered_from_other_images_names_the_row(vl, stored_row
         teacher_step(vl).run(data, padding, 1, compute_log_prob=None)  # 96×96 is 9 image tokens, 64×64 is 4
 
 
-def test_multimodal_step_needs_the_rollouts_images_and_refuses_the_topk_losses(vl, stored_rows):
+def test_multimodal_step_needs_the_rollouts_images(vl, stored_rows):
     """Guards the wiring: a multimodal model without the images function cannot render its rows, so it is refused at
-    construction, as are the top-K losses (their teacher pass carries no images yet); G(M) of an image row, taken
-    without pixels, equals verl's diff of the two renders with them."""
-    rlrt_cfg = RlrtConfig().resolved("grpo", max_prompt_length=PROMPT_LENGTH, max_response_length=16, loss_mode="sdpo")
-    common = dict(tokenizer=vl.tokenizer, hf_model_type="qwen3_vl", chat_template_kwargs={},
-                  prompt_length=PROMPT_LENGTH, processor=vl.processor,
-                  layout=TeacherBatchLayout(dp_size=1, micro_batch_size_per_gpu=1, max_token_len_per_gpu=None,
-                                            temperature=1.0))
+    construction; G(M) of an image row, taken without pixels, equals verl's diff of the two renders with them."""
+    rlrt_cfg = RlrtConfig().resolved("opsd", max_prompt_length=PROMPT_LENGTH, max_response_length=16)
     with pytest.raises(ValueError, match=r"multimodal model needs the rollout's images"):
-        TeacherStep(rlrt_cfg=rlrt_cfg, adv_estimator="opsd", **common)
-    with pytest.raises(ValueError, match=r"loss_mode=sdpo: the top-K teacher pass does not carry images"):
-        TeacherStep(rlrt_cfg=rlrt_cfg, adv_estimator="grpo", loss_mode="sdpo", images=vl.fetch, **common)
+        TeacherStep(rlrt_cfg=rlrt_cfg, adv_estimator="opsd", tokenizer=vl.tokenizer, hf_model_type="qwen3_vl",
+                    chat_template_kwargs={}, prompt_length=PROMPT_LENGTH, processor=vl.processor,
+                    layout=TeacherBatchLayout(dp_size=1, micro_batch_size_per_gpu=1, max_token_len_per_gpu=None,
+                                              temperature=1.0))
     builder = teacher_step(vl).render.builder
     messages = stored_rows[1].messages
     assert generation_prompt(builder, messages, where="row 1") == list(
         builder.render_delta_token_id(messages, [], add_generation_prompt=True))
+
+
+def test_sdpo_step_hands_the_topk_pass_each_teacher_rows_pixels_and_positions(vl, stored_rows):
+    """SDPO on image rows (RLSD's comparison): the step picks the wrong rows with a correct sibling (rows 1 and 3; rows 0
+    and 2 are correct, a group each with a wrong row) and hands the top-K pass, besides their prompts, each row's
+    ``multi_modal_inputs`` (the student's pixels: the demonstration adds text only) and (4, L) positions over teacher
+    prompt ‖ response, as ``VisionInputs`` computes them for that row (the M-RoPE of the longer prompt, not the
+    student's). The worker side of these fields is checked against transformers in test_vl_engine.py."""
+    rlrt_cfg = RlrtConfig().resolved("grpo", max_prompt_length=PROMPT_LENGTH, max_response_length=16, loss_mode="sdpo")
+    step = TeacherStep(rlrt_cfg=rlrt_cfg, adv_estimator="grpo", loss_mode="sdpo", tokenizer=vl.tokenizer,
+                       hf_model_type="qwen3_vl", chat_template_kwargs={}, prompt_length=PROMPT_LENGTH,
+                       processor=vl.processor, mm_processor_kwargs={}, images=vl.fetch,
+                       layout=TeacherBatchLayout(dp_size=1, micro_batch_size_per_gpu=1, max_token_len_per_gpu=None,
+                                                 temperature=1.0))
+    calls = []
+
+    def score_rows(teacher_rows, teacher_prompts, vision_rows):
+        calls.append((list(teacher_rows), [list(p) for p in teacher_prompts], vision_rows))
+        return [torch.zeros(len(stored_rows[i].response)) for i in teacher_rows], len(teacher_rows)
+
+    data, padding = stored_batch(vl, stored_rows)
+    fields, _ = step.run(data, padding, 1, compute_log_prob=None, score_rows=score_rows)
+    (rows, prompts, vision), = calls
+    assert rows == [1, 3] and fields["has_teacher"].tolist() == [False, True, False, True, False]
+    vision_inputs = VisionInputs(vl.processor, vl.tokenizer, {})
+    for i, prompt, (inputs, positions) in zip(rows, prompts, vision, strict=True):
+        row = stored_rows[i]
+        assert vision_tokens(vl, prompt) == vision_tokens(vl, row.prompt) and len(prompt) > len(row.prompt)
+        assert inputs.keys() == row.multi_modal_inputs.keys()
+        assert all(torch.equal(inputs[k], row.multi_modal_inputs[k]) for k in inputs)  # {} for the text row 3
+        expected_inputs, expected_positions = vision_inputs(torch.tensor(prompt + row.response), row.images)
+        assert positions.shape == (4, len(prompt) + len(row.response))
+        assert torch.equal(positions, expected_positions)
+    assert "pixel_values" in vision[0][0]
 
 
 def test_image_cache_keys_on_pixels_not_on_the_object():

@@ -24,8 +24,10 @@ from verl.utils import tensordict_utils as tu
 from verl.utils.tokenizer import hf_processor, hf_tokenizer
 from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
 
+from rlrt_recipe.integration import topk
+from rlrt_recipe.integration.images import VisionInputs
 from rlrt_recipe.testing.engine import infer_batch
-from rlrt_recipe.testing.forward import response_log_probs
+from rlrt_recipe.testing.forward import response_log_probs, response_log_softmax
 from rlrt_recipe.testing.tiny_model import SPECIAL_TOKENS
 from rlrt_recipe.testing.tiny_vl_model import VISION_TOKENS
 
@@ -159,3 +161,94 @@ def test_verl_still_breaks_equal_length_3d_position_ids():
     batch = TensorDict({"position_ids": torch.nested.as_nested_tensor(rows, layout=torch.jagged)}, batch_size=[2])
     tu.maybe_fix_3d_position_ids(batch)
     assert batch["position_ids"].values().shape == (8, 6)  # what the engine unsqueezes; (4, 12) would be right
+
+
+K = 5  # top-K of the SDPO/SRPO passes (100 in the recipes; 5 of the tiny vocabulary shows the alignment as well)
+
+
+def teacher_row(tiny_vl_model_dir, index: int, row: StoredRow) -> tuple[list[int], dict, torch.Tensor]:
+    """A privileged prompt for ROWS[index]: text before the student's content (so every image token sits at another
+    position than in the student's prompt) with the same images; its ``multi_modal_inputs`` and (4, L) positions over
+    teacher prompt ‖ the row's response, as the driver computes them (``VisionInputs``)."""
+    tokenizer, processor = hf_tokenizer(tiny_vl_model_dir), hf_processor(tiny_vl_model_dir)
+    builder = create_continuous_token_builder(tokenizer, hf_model_type="qwen3_vl", chat_template_kwargs={},
+                                              processor=processor)
+    content, sizes, _ = ROWS[index]
+    content = content if isinstance(content, list) else [{"type": "text", "text": content}]
+    images = [noise_image(w, h, seed=10 * index + k) for k, (w, h) in enumerate(sizes)] or None
+    messages = [{"role": "user", "content": [{"type": "text", "text": "The answer is 5. Solve it:"}, *content]}]
+    prompt = builder.build_initial_tokens(messages, images=images)
+    inputs, positions = VisionInputs(processor, tokenizer, None)(torch.tensor(prompt + row.response), images)
+    return prompt, inputs, positions
+
+
+def test_topk_passes_on_image_rows_give_transformers_numbers(tiny_vl_model_dir, stored_rows):
+    """SDPO/SRPO on image prompts. The select pass (θ_old's top-K ids from the old-log-prob forward of the stored
+    rows) and the teacher pass (rows built on the worker by ``topk.teacher_pass_batch`` from what the driver writes
+    to TransferQueue: teacher prompt ids, ``has_teacher``, the ids, and each row's pixels and positions) give, on two
+    FSDP ranks, transformers' own numbers: the ids are its top-K under the student prompt; under the teacher prompt
+    (text before the images: other positions, same pixels) the values are its log-softmax at those ids, the mass
+    their sum, τ its log-prob of the sampled token. Rows 0–2 (images) are scored; row 3 (text) is not and is
+    forwarded as the minimal row, with zero ids."""
+    model = Qwen3VLForConditionalGeneration.from_pretrained(tiny_vl_model_dir, dtype=torch.float32).eval()
+    select = infer_batch(tiny_vl_model_dir, stored_batch(stored_rows), world_size=2,
+                         processor=("select_processor", K))
+    student_ids = []
+    for i, row in enumerate(stored_rows):
+        ids = torch.stack([select[f"{topk.ID_COLUMN}{j}"][i] for j in range(K)], dim=-1)  # [P + R, K]
+        window = ids[len(row.prompt) - 1:-1]  # the positions that predict the response
+        expected = response_log_softmax(model, row.prompt, row.response, **vision_inputs(model, row)).topk(K).indices
+        assert torch.equal(window.to(torch.int64), expected), f"row {i}: select ids are not transformers' top-{K}"
+        student_ids.append(window.to(torch.int32))
+
+    scored = [True, True, True, False]
+    rows = [teacher_row(tiny_vl_model_dir, i, row) if h else None for i, (row, h) in enumerate(zip(stored_rows, scored))]
+    minimal = VisionInputs(hf_processor(tiny_vl_model_dir), hf_tokenizer(tiny_vl_model_dir), None)(
+        torch.cat(topk.MINIMAL_ROW), None)  # what the trainer writes for an unscored row
+    vision = [(r[1], r[2]) if r else minimal for r in rows]
+    data = TensorDict({
+        "prompts": tu.nested_tensor_from_tensor_list([torch.tensor(r.prompt) for r in stored_rows]),
+        "responses": tu.nested_tensor_from_tensor_list([torch.tensor(r.response) for r in stored_rows]),
+        topk.TEACHER_PROMPT_IDS: tu.nested_tensor_from_tensor_list(
+            [torch.tensor(r[0]) if r else torch.tensor([0]) for r in rows]),
+        "has_teacher": torch.tensor(scored),
+        topk.TOPK_IDS: topk.nested_rows(student_ids),
+        topk.TEACHER_MULTI_MODAL_INPUTS: NonTensorStack(*[v[0] for v in vision]),
+        topk.TEACHER_POSITION_IDS: tu.nested_tensor_from_tensor_list([v[1] for v in vision], ragged_idx=2),
+    }, batch_size=[4])
+    tu.assign_non_tensor(data, temperature=1.0)
+    gather, response_lens = topk.teacher_pass_batch(data, K)
+    assert response_lens == [len(r.response) for r in stored_rows[:3]] + [1]
+    out = infer_batch(tiny_vl_model_dir, gather, world_size=2, processor=("gather_processor", K))
+    for i, (row, teacher) in enumerate(zip(stored_rows[:3], rows[:3])):
+        prompt, inputs, _ = teacher
+        ids = torch.tensor(prompt + row.response)[None]
+        log_softmax = response_log_softmax(model, prompt, row.response, pixel_values=inputs["pixel_values"],
+                                           image_grid_thw=inputs["image_grid_thw"],
+                                           mm_token_type_ids=(ids == model.config.image_token_id).long())  # [R, V]
+        window = slice(len(prompt) - 1, -1)
+        values = torch.stack([out[f"{topk.VALUE_COLUMN}{j}"][i][window] for j in range(K)], dim=-1)  # [R, K]
+        expected = log_softmax.gather(-1, student_ids[i].to(torch.int64))
+        torch.testing.assert_close(values, expected, atol=TOLERANCE, rtol=0)
+        torch.testing.assert_close(out[topk.MASS_COLUMN][i][window], expected.exp().sum(-1), atol=TOLERANCE, rtol=0)
+        tau = log_softmax.gather(-1, torch.tensor(row.response)[:, None])[:, 0]
+        torch.testing.assert_close(out["log_probs"][i][window], tau, atol=TOLERANCE, rtol=0)
+    assert len(out["log_probs"][3]) == len(torch.cat(topk.MINIMAL_ROW))
+
+
+def test_teacher_pass_refuses_positions_written_for_another_row(stored_rows):
+    """The worker checks the driver's positions against the row it forwards: a scored row's stored (4, L) positions of
+    the student prompt (shorter than the teacher prompt) are an error naming the row."""
+    row = stored_rows[0]
+    data = TensorDict({
+        "prompts": tu.nested_tensor_from_tensor_list([torch.tensor(row.prompt)]),
+        "responses": tu.nested_tensor_from_tensor_list([torch.tensor(row.response)]),
+        topk.TEACHER_PROMPT_IDS: tu.nested_tensor_from_tensor_list([torch.tensor([7, 8] + row.prompt)]),
+        "has_teacher": torch.tensor([True]),
+        topk.TOPK_IDS: topk.nested_rows([torch.zeros(len(row.response), K, dtype=torch.int32)]),
+        topk.TEACHER_MULTI_MODAL_INPUTS: NonTensorStack(row.multi_modal_inputs),
+        topk.TEACHER_POSITION_IDS: tu.nested_tensor_from_tensor_list([row.position_ids], ragged_idx=2),
+    }, batch_size=[1])
+    tu.assign_non_tensor(data, temperature=1.0)
+    with pytest.raises(ValueError, match=r"teacher pass row 0: \d+ stored positions for a row of \d+ tokens"):
+        topk.teacher_pass_batch(data, K)

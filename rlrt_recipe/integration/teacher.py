@@ -42,7 +42,7 @@ from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token
 from verl.workers.utils.padding import response_from_nested
 
 from rlrt_recipe import privileged, signals
-from rlrt_recipe.config import TOPK_LOSS_MODES, WEIGHTED_ESTIMATORS, RlrtConfig
+from rlrt_recipe.config import WEIGHTED_ESTIMATORS, RlrtConfig
 from rlrt_recipe.integration import topk
 from rlrt_recipe.integration.images import (
     ConversationImages,
@@ -71,8 +71,10 @@ LEAK_PROBE_ROWS = 64
 
 ComputeLogProb = Callable[[TensorDict], TensorDict]
 #: Scores the teacher rows another way than one ``compute_log_prob`` call (the top-K teacher pass): given the scored
-#: row indices and their teacher prompt ids, returns τ over each row's response and the number of rows sent.
-ScoreRows = Callable[[Sequence[int], Sequence[list[int]]], tuple[list[torch.Tensor], int]]
+#: row indices, their teacher prompt ids and, for a multimodal model, each teacher row's ``multi_modal_inputs`` and (4, L)
+#: position ids (``VisionInputs``; else None), returns τ over each row's response and the number of rows sent.
+VisionRow = tuple[dict[str, torch.Tensor], torch.Tensor]
+ScoreRows = Callable[[Sequence[int], Sequence[list[int]], Sequence[VisionRow] | None], tuple[list[torch.Tensor], int]]
 
 
 @dataclass
@@ -456,7 +458,8 @@ class TeacherStep:
     A multimodal model (a ``processor`` with an image processor) needs ``images``, the rollout's images of a row's
     messages (``dataset_images``): prompts are rendered through the processor with them (``data.mm_processor_kwargs``
     as ``mm_processor_kwargs``), and every teacher row carries ``multi_modal_inputs`` and the processor's position ids
-    (``VisionInputs``). Text-only models (no processor) build exactly the rows they always did."""
+    (``VisionInputs``), in the ``compute_log_prob`` batch or, for the top-K pass, handed to ``score_rows``. Text-only
+    models (no processor) build exactly the rows they always did."""
 
     def __init__(self, *, rlrt_cfg: RlrtConfig, adv_estimator: str, tokenizer: Any, hf_model_type: str | None,
                  chat_template_kwargs: dict[str, Any], prompt_length: int, layout: TeacherBatchLayout,
@@ -471,11 +474,6 @@ class TeacherStep:
         if multimodal and images is None:
             raise ValueError("the teacher step of a multimodal model needs the rollout's images of each row: pass "
                              "images=dataset_images(get_dataset_class(data), data, processor)")
-        if multimodal and loss_mode in TOPK_LOSS_MODES:
-            raise ValueError(
-                f"actor_rollout_ref.actor.policy_loss.loss_mode={loss_mode}: the top-K teacher pass does not carry "
-                "images yet; use the rlrt/rlsd/opsd estimators or the self_distill loss with a multimodal model"
-            )
         self.images = ConversationImages(images) if multimodal else None
         self.vision = VisionInputs(processor, tokenizer, mm_processor_kwargs) if multimodal else None
         renderer = dict(hf_model_type=hf_model_type, processor=processor, mm_processor_kwargs=mm_processor_kwargs,
@@ -540,14 +538,17 @@ class TeacherStep:
                 teacher_prompts = [teacher_prompt_ids(contexts[i].messages, rows[i], tails[i], self.render,
                                                       self.render_teacher, self.tokenizer.decode)
                                    for i in teacher_rows]
+                teacher_responses = [responses[i] for i in teacher_rows]
+                images = ([self.images(contexts[i].messages) for i in teacher_rows] if self.images is not None
+                          else None)  # the student's images: the teacher keeps its image blocks
                 if score_rows is None:
-                    teacher_responses = [responses[i] for i in teacher_rows]
-                    images = ([self.images(contexts[i].messages) for i in teacher_rows] if self.images is not None
-                              else None)  # the student's images: the teacher keeps its image blocks
                     batch = build_teacher_batch(teacher_prompts, teacher_responses, self.layout, self.pad_id,
                                                 calculate_entropy=self.teacher_entropy, vision=self.vision,
                                                 images=images)
                     rows_sent = len(batch)  # data-parallel padding included
+                elif self.vision is not None:  # the top-K pass builds its rows on the workers: send them the pixels
+                    vision_rows = [self.vision(torch.cat([torch.tensor(p, dtype=torch.int64), r.to(torch.int64)]), im)
+                                   for p, r, im in zip(teacher_prompts, teacher_responses, images, strict=True)]
             with simple_timer("forward", timing):
                 if score_rows is None:
                     output = compute_log_prob(batch)
@@ -555,7 +556,8 @@ class TeacherStep:
                     if self.teacher_entropy:
                         scored_entropy = response_log_probs(output, batch, len(teacher_rows), key="entropy")
                 else:
-                    scored_log_probs, rows_sent = score_rows(teacher_rows, teacher_prompts)
+                    scored_log_probs, rows_sent = score_rows(teacher_rows, teacher_prompts,
+                                                             vision_rows if self.vision is not None else None)
         with simple_timer("outputs", timing):
             old = data["old_log_probs"].unbind()
             teacher = list(old)  # unscored rows get s: Δ = 0

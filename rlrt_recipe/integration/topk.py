@@ -42,6 +42,15 @@ TEACHER_PASS_OUTPUTS = (TEACHER_TOPK_LOG_PROBS, TEACHER_ENTROPY, TEACHER_TOPK_MA
 #: The driver writes these for every row before the teacher pass.
 TEACHER_PROMPT_IDS = "teacher_prompt_ids"  # [P_t] int64; one pad id on rows without a demonstration
 TEACHER_PASS_INPUTS = ("prompts", "responses", TEACHER_PROMPT_IDS, "has_teacher", TOPK_IDS)
+#: ... and, for a multimodal model, each row's pixel inputs and (4, L) positions of the row the pass forwards: the
+#: teacher row (teacher prompt ‖ response) where ``has_teacher``, else the minimal row ``MINIMAL_ROW`` ({} and its text
+#: positions).
+TEACHER_MULTI_MODAL_INPUTS = "teacher_multi_modal_inputs"
+TEACHER_POSITION_IDS = "teacher_position_ids"  # [4, L_t] int64
+TEACHER_PASS_VISION_INPUTS = (TEACHER_MULTI_MODAL_INPUTS, TEACHER_POSITION_IDS)
+#: A row without a demonstration is forwarded as this prompt ‖ this response (every rank must run the same
+#: micro-batches) and gets zero placeholders.
+MINIMAL_ROW = (torch.zeros(1, dtype=torch.int64), torch.zeros(1, dtype=torch.int64))
 #: Per-token weight of the divergence (SRPO's exp(−β·H^T), mean 1 over routed tokens; 1 for SDPO), written by the trainer.
 TOPK_TOKEN_WEIGHTS = "topk_token_weights"
 
@@ -179,6 +188,31 @@ def rows_batch(prompts: Sequence[torch.Tensor], responses: Sequence[torch.Tensor
         td["multi_modal_inputs"] = NonTensorStack(*multi_modal_inputs)
     tu.assign_non_tensor(td, temperature=temperature, **meta)
     return td
+
+
+def teacher_pass_batch(data: TensorDict, k: int) -> tuple[TensorDict, list[int]]:
+    """The gather forward's input over one rank's rows of the teacher pass (``TEACHER_PASS_INPUTS``, and
+    ``TEACHER_PASS_VISION_INPUTS`` for a multimodal model; non-tensor ``temperature``, ``rlrt_no_lora_adapter``) and
+    each forwarded row's response length: rows with ``has_teacher`` as teacher prompt ‖ response with θ_old's ids
+    (``GATHER_IDS``), the others as ``MINIMAL_ROW`` with zero ids; entropy on (H^T)."""
+    has_teacher = data["has_teacher"].bool().tolist()
+    minimal_prompt, minimal_response = MINIMAL_ROW
+    prompts = [p if h else minimal_prompt for p, h in zip(data[TEACHER_PROMPT_IDS].unbind(), has_teacher)]
+    responses = [r if h else minimal_response for r, h in zip(data["responses"].unbind(), has_teacher)]
+    ids = [stored if h else torch.zeros(len(minimal_response), k, dtype=torch.int32)
+           for stored, h in zip(data[TOPK_IDS].unbind(), has_teacher)]
+    vision = {}
+    if TEACHER_POSITION_IDS in data.keys():
+        positions = list(data[TEACHER_POSITION_IDS].unbind())
+        for i, (p, r, pos) in enumerate(zip(prompts, responses, positions)):
+            if pos.shape[-1] != len(p) + len(r):
+                raise ValueError(f"teacher pass row {i}: {pos.shape[-1]} stored positions for a row of "
+                                 f"{len(p) + len(r)} tokens; the driver wrote them for another row")
+        vision = dict(position_ids=positions, multi_modal_inputs=list(data[TEACHER_MULTI_MODAL_INPUTS]))
+    gather = rows_batch(prompts, responses, temperature=float(tu.get(data, "temperature")), calculate_entropy=True,
+                        no_lora_adapter=bool(tu.get(data, "rlrt_no_lora_adapter", default=False)), **vision)
+    gather[GATHER_IDS] = gather_ids([len(p) for p in prompts], ids)
+    return gather, [len(r) for r in responses]
 
 
 def gather_ids(prompt_lens: Sequence[int], response_ids: Sequence[torch.Tensor]) -> torch.Tensor:

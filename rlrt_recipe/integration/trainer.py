@@ -24,7 +24,7 @@ import numpy as np
 import ray
 import torch
 import transfer_queue as tq
-from tensordict import TensorDict
+from tensordict import NonTensorStack, TensorDict
 from transfer_queue import KVBatchMeta
 from verl.protocol import DataProto
 from verl.trainer.ppo.core_algos import get_adv_estimator_fn
@@ -381,7 +381,7 @@ class RlrtSyncTrainer(PPOTrainerSync):
         only."""
         n = len(batch)
 
-        def score_rows(teacher_rows, teacher_prompts):
+        def score_rows(teacher_rows, teacher_prompts, vision_rows):
             prompt_ids = [torch.tensor([self.teacher_step.pad_id])] * n
             for i, ids in zip(teacher_rows, teacher_prompts):
                 prompt_ids[i] = torch.tensor(ids, dtype=torch.int64)
@@ -389,6 +389,15 @@ class RlrtSyncTrainer(PPOTrainerSync):
             has_teacher[list(teacher_rows)] = True
             fields = TensorDict({topk.TEACHER_PROMPT_IDS: tu.nested_tensor_from_tensor_list(prompt_ids),
                                  "has_teacher": has_teacher}, batch_size=[n])
+            pass_inputs = list(topk.TEACHER_PASS_INPUTS)
+            if vision_rows is not None:  # each forwarded row's pixels and positions; the minimal row's for the others
+                vision = [self.teacher_step.vision(torch.cat(topk.MINIMAL_ROW), None)] * n
+                for i, row in zip(teacher_rows, vision_rows):
+                    vision[i] = row
+                inputs, positions = zip(*vision)
+                fields[topk.TEACHER_MULTI_MODAL_INPUTS] = NonTensorStack(*inputs)
+                fields[topk.TEACHER_POSITION_IDS] = tu.nested_tensor_from_tensor_list(list(positions), ragged_idx=2)
+                pass_inputs += topk.TEACHER_PASS_VISION_INPUTS
             tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
             response_lens = data["response_mask"].offsets().diff().tolist()
             tokens = [len(prompt_ids[i]) + response_lens[i] if has_teacher[i] else 0 for i in range(n)]
@@ -397,7 +406,7 @@ class RlrtSyncTrainer(PPOTrainerSync):
                           "rlrt_teacher_on_reference": self.teacher_on_reference,
                           "rlrt_no_lora_adapter": self.teacher_step.layout.no_lora_adapter}
             meta = KVBatchMeta(keys=[batch.keys[i] for i in order], tags=[batch.tags[i] for i in order],
-                               partition_id=batch.partition_id, fields=list(topk.TEACHER_PASS_INPUTS),
+                               partition_id=batch.partition_id, fields=pass_inputs,
                                extra_info=extra_info)
             self.actor_rollout_wg.compute_teacher_topk(meta)
             tau = tq.kv_batch_get(keys=[batch.keys[i] for i in teacher_rows], partition_id=batch.partition_id,

@@ -74,7 +74,7 @@ class RlrtActorRolloutRefWorker(ActorRolloutRefWorker):
         if not k:
             return super().compute_log_prob(data)
         response_lens = data["response_mask"].offsets().diff().tolist()
-        with _processor_as_loss(self.actor, data, topk.select_processor(int(k))):
+        with processor_as_loss(self.actor, data, topk.select_processor(int(k))):
             output = super().compute_log_prob(data)
         if output is None:  # a rank that returns no outputs (verl's pipeline stages)
             return output
@@ -86,25 +86,17 @@ class RlrtActorRolloutRefWorker(ActorRolloutRefWorker):
 
     @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn(mesh_name="actor"))
     def compute_teacher_topk(self, data: TensorDict) -> TensorDict:
-        """The top-K teacher pass over this rank's rows (``topk.TEACHER_PASS_INPUTS``; non-tensor ``rlrt_topk_k``,
-        ``temperature``, ``rlrt_teacher_on_reference``, ``rlrt_no_lora_adapter``): ``topk.TEACHER_PASS_OUTPUTS`` for
-        every row, response-shaped. Rows without ``has_teacher`` are forwarded as minimal two-token rows (every rank
-        must run the same micro-batches) and get zero placeholders."""
+        """The top-K teacher pass over this rank's rows (``topk.TEACHER_PASS_INPUTS``, and for a multimodal model
+        ``topk.TEACHER_PASS_VISION_INPUTS``; non-tensor ``rlrt_topk_k``, ``temperature``, ``rlrt_teacher_on_reference``,
+        ``rlrt_no_lora_adapter``): ``topk.TEACHER_PASS_OUTPUTS`` for every row, response-shaped. Rows without
+        ``has_teacher`` are forwarded as ``topk.MINIMAL_ROW`` (every rank must run the same micro-batches) and get zero
+        placeholders (``topk.teacher_pass_batch``)."""
         k = int(tu.get(data, "rlrt_topk_k"))
         teacher = self.ref if tu.get(data, "rlrt_teacher_on_reference") else self.actor
         has_teacher = data["has_teacher"].bool().tolist()
-        responses, stored_ids = data["responses"].unbind(), data[topk.TOPK_IDS].unbind()
-        minimal = torch.zeros(1, dtype=torch.int64)
-        prompts = [p if h else minimal for p, h in zip(data[topk.TEACHER_PROMPT_IDS].unbind(), has_teacher)]
-        rows_responses = [r if h else minimal for r, h in zip(responses, has_teacher)]
-        response_lens = [len(r) for r in rows_responses]
-        ids = [stored if h else torch.zeros(1, k, dtype=torch.int32) for stored, h in zip(stored_ids, has_teacher)]
-
-        gather = topk.rows_batch(prompts, rows_responses, temperature=float(tu.get(data, "temperature")),
-                                 calculate_entropy=True,
-                                 no_lora_adapter=bool(tu.get(data, "rlrt_no_lora_adapter", default=False)))
-        gather[topk.GATHER_IDS] = topk.gather_ids([len(p) for p in prompts], ids)
-        with _processor_as_loss(teacher, gather, topk.gather_processor(k)):
+        responses = data["responses"].unbind()
+        gather, response_lens = topk.teacher_pass_batch(data, k)
+        with processor_as_loss(teacher, gather, topk.gather_processor(k)):
             gathered = teacher.infer_batch(gather)
         values = topk.response_windows(topk.stack_columns(gathered, topk.VALUE_COLUMN, k), response_lens)
         per_token = {name: topk.response_windows(gathered[key], response_lens) for name, key in (
@@ -131,7 +123,7 @@ class RlrtActorRolloutRefWorker(ActorRolloutRefWorker):
 
 
 @contextmanager
-def _processor_as_loss(worker: TrainingWorker, data: TensorDict, processor) -> Iterator[None]:
+def processor_as_loss(worker: TrainingWorker, data: TensorDict, processor) -> Iterator[None]:
     """Within the block, ``worker`` infers ``data`` with ``processor`` as its loss function, which verl's engine calls
     as a logits processor (``distillation_use_topk``) and then as a loss (``compute_loss``); the worker's own loss
     function is restored after. Under dynamic batch size the token budget is raised to the longest row."""

@@ -23,24 +23,27 @@ from tensordict import TensorDict
 FP32 = {"param_dtype": "fp32", "reduce_dtype": "fp32", "buffer_dtype": "fp32"}
 
 
-def infer_batch(model_dir: str, batch: TensorDict, *, world_size: int = 1,
-                use_remove_padding: bool = True) -> dict[str, list[torch.Tensor]]:
+def infer_batch(model_dir: str, batch: TensorDict, *, world_size: int = 1, use_remove_padding: bool = True,
+                processor: tuple[str, int] | None = None) -> dict[str, list[torch.Tensor]]:
     """Each output of ``TrainingWorker.infer_batch`` (e.g. ``log_probs``: entry j = log p(ids[j + 1] | ids[≤ j]),
-    the last 0) as one tensor per row of ``batch`` [L_i], from ``world_size`` FSDP2 ranks on CPU."""
+    the last 0) as one tensor per row of ``batch`` [L_i], from ``world_size`` FSDP2 ranks on CPU. With
+    ``processor=(name, k)`` the worker runs the logits processor ``topk.<name>(k)`` (``"select_processor"``,
+    ``"gather_processor"``) as the top-K passes do (``worker.processor_as_loss``) and its columns come back too (named,
+    not pickled: the ranks may import ``topk`` only after verl)."""
     from verl.utils import tensordict_utils as tu  # not at module top: the ranks import this module before verl
 
     if len(batch) % world_size:
         raise ValueError(f"the batch has {len(batch)} rows: not divisible into {world_size} data-parallel shards")
     shards = tu.chunk_tensordict(batch, world_size)
     with tempfile.TemporaryDirectory() as out_dir:
-        mp.spawn(_rank_main, args=(world_size, _free_port(), model_dir, shards, use_remove_padding, out_dir),
+        mp.spawn(_rank_main, args=(world_size, _free_port(), model_dir, shards, use_remove_padding, processor, out_dir),
                  nprocs=world_size)
         per_rank = [torch.load(os.path.join(out_dir, f"rank{rank}.pt")) for rank in range(world_size)]
     return {key: [row for outputs in per_rank for row in outputs[key]] for key in per_rank[0]}
 
 
 def _rank_main(rank: int, world_size: int, port: int, model_dir: str, shards: list[TensorDict],
-               use_remove_padding: bool, out_dir: str) -> None:
+               use_remove_padding: bool, processor: tuple[str, int] | None, out_dir: str) -> None:
     """One FSDP rank: the environment a Ray worker of verl gets, then the worker, then its shard's forward."""
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
                       LOCAL_WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
@@ -62,7 +65,15 @@ def _rank_main(rank: int, world_size: int, port: int, model_dir: str, shards: li
     worker = TrainingWorker(TrainingWorkerConfig(model_type="language_model", model_config=model_config,
                                                  engine_config=engine_config, optimizer_config=FSDPOptimizerConfig()))
     worker.reset()  # engine.initialize(): loads the model and shards it with FSDP2
-    output = worker.infer_batch(shard)
+    if processor is None:
+        output = worker.infer_batch(shard)
+    else:
+        from rlrt_recipe.integration import topk
+        from rlrt_recipe.integration.worker import processor_as_loss
+
+        name, k = processor
+        with processor_as_loss(worker, shard, getattr(topk, name)(k)):
+            output = worker.infer_batch(shard)
     rows = {key: [row.clone() for row in value.unbind()] for key, value in output.items() if isinstance(value, torch.Tensor)}
     torch.save(rows, os.path.join(out_dir, f"rank{rank}.pt"))
 
