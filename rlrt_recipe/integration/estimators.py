@@ -146,7 +146,7 @@ def _check_inputs(name: str, given: dict[str, Any], needs: str) -> None:
     if missing:
         raise ValueError(
             f"advantage estimator '{name}' was called without {', '.join(missing)}: it needs {needs}, "
-            "set trainer.v1.trainer_mode=rlrt_sync"
+            "set trainer.v1.trainer_mode=rlrt_sync (or rlrt_colocate_async, rlrt_separate_async)"
         )
     rlrt_cfg = given["rlrt_cfg"]
     if not isinstance(rlrt_cfg, RlrtConfig) or rlrt_cfg.max_privileged_prompt_length is None:

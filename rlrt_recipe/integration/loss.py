@@ -79,7 +79,7 @@ def compute_policy_loss_self_distill(
     if not _INSIDE_SELF_DISTILL_LOSS.get():
         raise RuntimeError(
             f"actor.policy_loss.loss_mode={DISTILL_LOSS_MODE} adds the distillation term through the loss function that the "
-            "rlrt_sync trainer installs; set trainer.v1.trainer_mode=rlrt_sync (or use loss_mode=vanilla)"
+            "rlrt_sync trainer installs; set trainer.v1.trainer_mode=rlrt_sync, rlrt_colocate_async or rlrt_separate_async (or use loss_mode=vanilla)"
         )
     return compute_policy_loss_vanilla(
         old_log_prob=old_log_prob,
@@ -135,7 +135,7 @@ def self_distill_ppo_loss(
 def _outside_topk_loss(name: str) -> RuntimeError:
     return RuntimeError(
         f"actor_rollout_ref.actor.policy_loss.loss_mode={name} needs the teacher pass and the loss function of the "
-        "rlrt_sync trainer; set trainer.v1.trainer_mode=rlrt_sync"
+        "rlrt_sync trainer; set trainer.v1.trainer_mode=rlrt_sync (or rlrt_colocate_async, rlrt_separate_async)"
     )
 
 

@@ -1,6 +1,9 @@
-"""The ``rlrt_sync`` trainer mode: verl's synchronous V1 trainer plus the reference-with-privilege step.
+"""Our trainer modes: verl's V1 trainers plus the reference-with-privilege step.
 
-Select it with ``trainer.v1.trainer_mode=rlrt_sync``. Per step (docs/methods.md):
+``trainer.v1.trainer_mode=rlrt_sync`` (verl's ``sync``), ``rlrt_colocate_async`` (verl's ``colocate_async``) or
+``rlrt_separate_async`` (verl's ``separate_async``): one implementation (``RlrtTeacherTrainer``) mixed into each of
+verl's trainer classes, which runs with its own mode's semantics and reads its own section ``trainer.v1.<verl mode>``.
+Per consumed batch (docs/methods.md):
   rollout → reward → balance → old log-probs s (``timing_s/old_log_prob_student``)
   → teacher log-probs τ on the same actor shards (``timing_s/teacher``; both inside verl's
     ``timing_s/old_log_prob``) → our estimator with the teacher fields → actor update with the ``self_distill`` loss.
@@ -8,7 +11,7 @@ With ``algorithm.adv_estimator=grpo`` or ``grpo_eb`` (which reads the old-log-pr
 no distillation loss the teacher step is skipped (said once). With the ``sdpo``/``srpo`` losses the teacher pass is
 the top-K one (``topk.py``, run by ``RlrtActorRolloutRefWorker.compute_teacher_topk``): the driver sends teacher prompt
 ids through TransferQueue and reads back per-token scalars only; the [R, K] fields stay between workers and
-TransferQueue.
+TransferQueue. The asynchronous modes: docs/methods.md, "Asynchronous trainer modes".
 
 Import order: importing this module imports ``verl.trainer.ppo.v1``, which with ``VERL_PLATFORM=cpu`` needs the
 CPU platform registered first; ``rlrt_recipe.plugin`` imports the CPU backend before this module.
@@ -32,6 +35,9 @@ from verl.trainer.ppo.ray_trainer import apply_kl_penalty
 from verl.trainer.ppo.rollout_corr_helper import compute_rollout_correction_and_add_to_batch
 from verl.trainer.ppo.utils import Role
 from verl.trainer.ppo.v1 import PPOTrainerSync, register_trainer
+from verl.trainer.ppo.v1.trainer_base import PPOTrainer
+from verl.trainer.ppo.v1.trainer_colocate_async import PPOTrainerColocateAsync
+from verl.trainer.ppo.v1.trainer_separate_async import PPOTrainerSeparateAsync
 from verl.utils import tensordict_utils as tu
 from verl.utils.config import omega_conf_to_dataclass
 from verl.utils.dataset.rl_dataset import get_dataset_class
@@ -55,7 +61,12 @@ from rlrt_recipe.integration import topk
 from rlrt_recipe.integration.loss import installed_loss_fn
 from rlrt_recipe.integration.preflight import SINGLE_TURN_AGENT, preflight_train_dataset
 from rlrt_recipe.integration.registry import missing_registrations
-from rlrt_recipe.integration.worker import TOPK_SELECT_FLAG, TOPK_UPDATE_FLAG, RlrtActorRolloutRefWorker
+from rlrt_recipe.integration.worker import (
+    TOPK_SELECT_FLAG,
+    TOPK_UPDATE_FLAG,
+    RlrtActorRolloutRefWorker,
+    RlrtDetachActorWorker,
+)
 from rlrt_recipe.integration.estimators import (
     STEP_INPUT,
     TRAINER_INPUTS,
@@ -78,6 +89,10 @@ from rlrt_recipe.integration.teacher import (
 logger = logging.getLogger("rlrt_recipe")
 
 TRAINER_MODE = "rlrt_sync"
+COLOCATE_ASYNC_MODE = "rlrt_colocate_async"
+SEPARATE_ASYNC_MODE = "rlrt_separate_async"
+#: Our trainer modes, each verl's trainer of that mode with the teacher step.
+TRAINER_MODES = (TRAINER_MODE, COLOCATE_ASYNC_MODE, SEPARATE_ASYNC_MODE)
 
 
 def check_config(config) -> None:
@@ -212,9 +227,15 @@ def _lora_key(strategy: str) -> str:
     return "actor_rollout_ref.model.lora.rank" if strategy == "megatron" else "actor_rollout_ref.model.lora_rank"
 
 
-@register_trainer(TRAINER_MODE)
-class RlrtSyncTrainer(PPOTrainerSync):
-    """``PPOTrainerSync`` with the teacher step after the old log-probs and our estimators' advantage call."""
+class RlrtTeacherTrainer:
+    """The teacher step after the old log-probs, our estimators' advantage call and our losses, on any of verl's V1
+    trainers: mixed in before verl's trainer class of ``VERL_MODE`` (``RlrtSyncTrainer`` and the asynchronous modes
+    below). verl's trainer runs under our mode name with its own mode's semantics and config section."""
+
+    #: The verl trainer mode whose semantics and ``trainer.v1.<mode>`` section this trainer has.
+    VERL_MODE = "sync"
+    #: The worker class installed when the teacher or the top-K losses need our worker methods.
+    WORKER_CLASS: type = RlrtActorRolloutRefWorker
 
     def __init__(self, config):
         check_config(config)
@@ -254,21 +275,29 @@ class RlrtSyncTrainer(PPOTrainerSync):
         # map the actor role to the fused actor+rollout+ref role with our worker class instead (no KL, no per-step
         # reference pass: use_reference_policy stays False). The top-K losses need our class for their teacher pass
         # and update, with the live teacher on the actor+rollout role. The ResourcePoolManager holds this same dict.
+        if Role.Actor in self.role_worker_mapping:  # separate_async with hybrid_engine=false: a pure actor role
+            raise ValueError(
+                "actor_rollout_ref.hybrid_engine=false: rlrt.teacher=frozen/snapshot and the sdpo/srpo losses score "
+                "with our fused actor-rollout-ref worker (verl's reference model inside it), which a pure actor role "
+                "does not have; set actor_rollout_ref.hybrid_engine=true, or rlrt.teacher=live without a top-K loss"
+            )
         role = Role.ActorRolloutRef if self.teacher_on_reference else Role.ActorRollout
         if role == Role.ActorRollout and Role.ActorRolloutRef in self.role_worker_mapping:
             role = Role.ActorRolloutRef  # verl already builds a reference model (a KL term): keep it
         for old in (Role.ActorRollout, Role.ActorRolloutRef):
             self.role_worker_mapping.pop(old, None)
             self.mapping.pop(old, None)
-        self.role_worker_mapping[role] = ray.remote(RlrtActorRolloutRefWorker)
+        self.role_worker_mapping[role] = ray.remote(self.WORKER_CLASS)
         self.mapping[role] = "global_pool"
 
     def _build_replay_buffer(self):
-        # verl compares trainer_mode with the literal "sync" (trainer_base.py:153, 731, 902, 912, 1004, 1499):
-        # any other name switches on the async replay buffer, one-prompt fetches and TQ checkpointing. It must be
-        # set here: PPOTrainer.__init__ sets trainer_mode, reads parameter_sync_step (trainer.v1.rlrt_sync is
-        # absent, so 1) and calls this method next (trainer_base.py:129-131; pinned in test_trainer_advantage.py).
-        self.trainer_mode = "sync"
+        # verl compares trainer_mode with the literal "sync" (trainer_base.py:153, 731, 902, 912, 1004, 1499) and
+        # reads the mode's own section trainer.v1.<mode> (parameter_sync_step :130, the replay buffer's
+        # trainer_config :157): under our name verl would pick the async buffer for rlrt_sync and the defaults of no
+        # section for the async modes. PPOTrainer.__init__ sets both from our name and calls this method next
+        # (trainer_base.py:129-131; pinned in test_trainer_advantage.py), so both are set here from VERL_MODE.
+        self.trainer_mode = self.VERL_MODE
+        self.parameter_sync_step = self.config.trainer.v1.get(self.VERL_MODE, {}).get("parameter_sync_step", 1)
         return super()._build_replay_buffer()
 
     def _init_tokenizer(self):
@@ -343,11 +372,19 @@ class RlrtSyncTrainer(PPOTrainerSync):
                     images=dataset_images(get_dataset_class(data), data, self.processor))
 
     def _compute_old_log_prob(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
+        return self._old_log_prob_and_teacher(batch, metrics)
+
+    def _student_old_log_prob(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
+        """s: verl's old-log-prob pass of this trainer mode."""
+        return super()._compute_old_log_prob(batch, metrics)
+
+    def _old_log_prob_and_teacher(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
+        """s, then the teacher step on the same weights (θ_old): both passes of the step's old-log-prob phase."""
         if self.topk_loss:  # our worker's compute_log_prob also stores θ_old's top-K ids (topk.TOPK_IDS)
             batch.extra_info[TOPK_SELECT_FLAG] = self.rlrt_cfg.distill_topk
         sent = batch
         with marked_timer("old_log_prob_student", self.timing_raw):
-            batch = super()._compute_old_log_prob(batch, metrics)
+            batch = self._student_old_log_prob(batch, metrics)
         if self.topk_loss:
             for meta in (sent, batch):  # the flag is for this pass only
                 meta.extra_info.pop(TOPK_SELECT_FLAG, None)
@@ -580,6 +617,52 @@ class RlrtSyncTrainer(PPOTrainerSync):
         if confidence is not None:
             metrics["rlrt/confidence_mean"] = float(confidence[scored].mean())
         return metrics
+
+
+@register_trainer(TRAINER_MODE)
+class RlrtSyncTrainer(RlrtTeacherTrainer, PPOTrainerSync):
+    """``PPOTrainerSync`` with the teacher step after the old log-probs and our estimators' advantage call."""
+
+    VERL_MODE = "sync"
+
+
+@register_trainer(COLOCATE_ASYNC_MODE)
+class RlrtColocateAsyncTrainer(RlrtTeacherTrainer, PPOTrainerColocateAsync):
+    """verl's ``colocate_async`` (partial rollouts on the training resources, ``trainer.v1.colocate_async``) with the
+    teacher step: s and τ from the actor's weights when the batch is consumed, which may be ahead of the weights
+    that sampled it."""
+
+    VERL_MODE = "colocate_async"
+
+
+@register_trainer(SEPARATE_ASYNC_MODE)
+class RlrtSeparateAsyncTrainer(RlrtTeacherTrainer, PPOTrainerSeparateAsync):
+    """verl's ``separate_async`` (a standalone rollout pool, ``parameter_sync_step`` local updates per step,
+    ``trainer.v1.separate_async``) with the teacher step. verl computes s of every mini-batch of a step with π_old,
+    the weights at the step's start, by swapping them in around the old-log-prob pass; the teacher pass runs inside
+    that window, so a live teacher is π_old too."""
+
+    VERL_MODE = "separate_async"
+    WORKER_CLASS = RlrtDetachActorWorker
+
+    def _compute_old_log_prob(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
+        # Mirrors PPOTrainerSeparateAsync._compute_old_log_prob (verl 0.9.1 trainer_separate_async.py:187-211,
+        # pinned in test_trainer_modes.py) with verl's pass replaced by s and the teacher step, inside the window.
+        rollout_corr_config = self.config.algorithm.get("rollout_correction", None)
+        if rollout_corr_config and rollout_corr_config.get("bypass_mode", False):
+            return self._old_log_prob_and_teacher(batch, metrics)
+        if self.local_trigger_step == 0:
+            self.actor_rollout_wg.save_model_to_cpu(0)
+            return self._old_log_prob_and_teacher(batch, metrics)
+        self.actor_rollout_wg.save_model_to_cpu(self.local_trigger_step)
+        self.actor_rollout_wg.restore_model_from_cpu(0)
+        result = self._old_log_prob_and_teacher(batch, metrics)
+        self.actor_rollout_wg.restore_model_from_cpu(self.local_trigger_step)
+        self.actor_rollout_wg.clear_cpu_model(self.local_trigger_step)
+        return result
+
+    def _student_old_log_prob(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
+        return PPOTrainer._compute_old_log_prob(self, batch, metrics)  # the base pass: the window is open already
 
 
 def estimator_constants(rlrt_cfg: RlrtConfig, tokenizer: Any, hf_config: Any) -> dict[str, Any]:

@@ -29,6 +29,7 @@ import torch
 from tensordict import TensorDict
 from verl.single_controller.base.decorator import Dispatch, make_nd_compute_dataproto_dispatch_fn, register
 from verl.utils import tensordict_utils as tu
+from verl.experimental.separation.engine_workers import DetachActorWorker
 from verl.workers.engine_workers import ActorRolloutRefWorker, TrainingWorker
 
 from rlrt_recipe.integration import topk
@@ -39,8 +40,9 @@ TOPK_SELECT_FLAG = "rlrt_topk_select"
 TOPK_UPDATE_FLAG = "rlrt_topk_update"
 
 
-class RlrtActorRolloutRefWorker(ActorRolloutRefWorker):
-    """verl's fused worker plus ``sync_teacher_from_actor`` (one copy of the actor's shards into the reference)."""
+class RlrtWorkerMethods:
+    """Our registered methods, mixed in before verl's fused worker class (``RlrtActorRolloutRefWorker``) or its
+    ``separate_async`` subclass with the π_old snapshot (``RlrtDetachActorWorker``)."""
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def sync_teacher_from_actor(self) -> int:
@@ -143,3 +145,12 @@ def processor_as_loss(worker: TrainingWorker, data: TensorDict, processor) -> It
 def _local(param: torch.Tensor) -> torch.Tensor:
     """This rank's shard of an FSDP2 parameter (a DTensor), or the tensor itself."""
     return param.to_local() if hasattr(param, "to_local") else param
+
+
+class RlrtActorRolloutRefWorker(RlrtWorkerMethods, ActorRolloutRefWorker):
+    """verl's fused worker plus our methods (``rlrt_sync``, ``rlrt_colocate_async``)."""
+
+
+class RlrtDetachActorWorker(RlrtWorkerMethods, DetachActorWorker):
+    """verl's ``separate_async`` worker (``save_model_to_cpu``/``restore_model_from_cpu`` of π_old) plus our methods
+    (``rlrt_separate_async``)."""
