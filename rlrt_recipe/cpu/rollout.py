@@ -4,7 +4,8 @@
   ``checkpoint_engine.backend=naive`` calls its ``update_weights`` in-process after init and after every
   update (``verl/workers/engine_workers.py:728-830``); it pushes the actor's full weights to its server.
 * ``HFReplica`` (a ``RolloutReplica``, registered as ``hf`` with ``RolloutReplicaRegistry``) starts one
-  server actor per replica; verl's load balancer routes ``generate`` calls to it.
+  server actor per replica; verl's load balancer routes ``generate`` calls to it. The actor is threaded, so the
+  async trainers' ``abort_all_requests`` reaches it while a ``generate`` runs (``server.py``, partial rollouts).
 * Workaround 2 of 3: verl resolves the adapter class from a private dict with no register function
   (``verl/workers/rollout/base.py:89``, read by ``get_rollout_class`` at L96); we add one entry to it.
 """
@@ -12,15 +13,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Generator
+from collections.abc import AsyncIterable, Iterable
 
 import ray
 import torch
 import verl.workers.rollout.base as verl_rollout_base
 from verl.workers.rollout.base import BaseRollout
 from verl.workers.rollout.replica import RolloutReplica, RolloutReplicaRegistry
+from verl.workers.rollout.utils import ensure_async_iterator
 
-from rlrt_recipe.cpu.server import HFRolloutServer
+from rlrt_recipe.cpu.server import CONCURRENCY_GROUPS, HFRolloutServer
 
 ROLLOUT_NAME = "hf"
 ADAPTER_KEY = (ROLLOUT_NAME, "async")
@@ -30,6 +32,9 @@ ADAPTER_FQN = "rlrt_recipe.cpu.rollout.HFRolloutAdapter"
 # rlrt_recipe.cpu while Ray is still importing it (to unpickle HFRolloutServer), before the cpu platform
 # is registered, and every plug-in piece that imports verl.workers would fail with "Unknown platform".
 _SERVER_ENV = {"VERL_USE_EXTERNAL_PLUGINS": "none", "VERL_USE_EXTERNAL_MODULES": ""}
+# Threads for generate calls. The server generates one request at a time, so a few threads keep the next request
+# ready; further calls wait in Ray's queue and meet the same gate when they start (parked while paused).
+GENERATE_THREADS = 4
 
 
 def server_name(replica_rank: int) -> str:
@@ -60,7 +65,7 @@ class HFRolloutAdapter(BaseRollout):
 
     async def update_weights(
         self,
-        weights: Generator[tuple[str, torch.Tensor], None, None],
+        weights: Iterable[tuple[str, torch.Tensor]] | AsyncIterable[tuple[str, torch.Tensor]],
         wire_format: str = "named_tensors",
         global_steps: int | None = None,
         **kwargs,
@@ -70,13 +75,24 @@ class HFRolloutAdapter(BaseRollout):
             raise ValueError(f"the hf rollout takes full named tensors, got wire_format={wire_format!r}")
         if kwargs.get("peft_config") is not None:
             raise NotImplementedError("the hf rollout cannot apply LoRA adapters; set actor_rollout_ref.model.lora.merge=True")
-        # Every rank must drain the generator: FSDP2's full_tensor() inside it is a collective.
-        state_dict = {name: tensor.detach().cpu() for name, tensor in weights}
+        # Every rank must drain the generator: FSDP2's full_tensor() inside it is a collective. A checkpoint engine
+        # other than naive (separate_async) hands an async generator, as verl's own adapters read it.
+        state_dict = {name: tensor.detach().cpu() async for name, tensor in ensure_async_iterator(weights)}
         if not self.is_replica_leader:
             return
         if self._server is None:
             self._server = ray.get_actor(server_name(self.replica_rank))
         await self._server.load_weights.remote(state_dict, global_steps)
+
+
+def start_server_actor(name: str, model_path: str, **server_kwargs) -> ray.actor.ActorHandle:
+    """An ``HFRolloutServer`` actor named ``name``, with no Ray CPU or GPU of its own: ``GENERATE_THREADS``
+    threads for ``generate``, the server's control group for its lifecycle calls."""
+    return (
+        ray.remote(concurrency_groups=CONCURRENCY_GROUPS)(HFRolloutServer)
+        .options(name=name, num_cpus=0, max_concurrency=GENERATE_THREADS, runtime_env={"env_vars": _SERVER_ENV})
+        .remote(model_path, **server_kwargs)
+    )
 
 
 class HFReplica(RolloutReplica):
@@ -91,17 +107,14 @@ class HFReplica(RolloutReplica):
             )
         override_config = self.model_config.get("override_config", {}) or {}
         name = server_name(self.replica_rank) + self.name_suffix
-        server = (
-            ray.remote(HFRolloutServer)
-            .options(name=name, num_cpus=0, runtime_env={"env_vars": _SERVER_ENV})
-            .remote(
-                model_path,
-                prompt_length=self.config.prompt_length,
-                response_length=self.config.response_length,
-                attn_implementation=override_config.get("attn_implementation", "sdpa"),
-                seed=self.config.seed,
-                trust_remote_code=self.model_config.get("trust_remote_code", False),
-            )
+        server = start_server_actor(
+            name,
+            model_path,
+            prompt_length=self.config.prompt_length,
+            response_length=self.config.response_length,
+            attn_implementation=override_config.get("attn_implementation", "sdpa"),
+            seed=self.config.seed,
+            trust_remote_code=self.model_config.get("trust_remote_code", False),
         )
         await server.__ray_ready__.remote()
         self.servers = [server]

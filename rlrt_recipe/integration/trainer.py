@@ -234,8 +234,9 @@ class RlrtTeacherTrainer:
 
     #: The verl trainer mode whose semantics and ``trainer.v1.<mode>`` section this trainer has.
     VERL_MODE = "sync"
-    #: The worker class installed when the teacher or the top-K losses need our worker methods.
+    #: The worker class installed when the teacher or the top-K losses need our worker methods, or always.
     WORKER_CLASS: type = RlrtActorRolloutRefWorker
+    WORKER_ALWAYS = False
 
     def __init__(self, config):
         check_config(config)
@@ -269,7 +270,11 @@ class RlrtTeacherTrainer:
 
     def _init_resource_pool_mgr(self):
         super()._init_resource_pool_mgr()
-        if not (self.teacher_on_reference or self.topk_loss):
+        needs_reference = self.teacher_on_reference or self.topk_loss
+        if not (needs_reference or self.WORKER_ALWAYS):
+            return
+        if Role.Actor in self.role_worker_mapping and not needs_reference:  # hybrid_engine=false: a pure actor role
+            self.role_worker_mapping[Role.Actor] = ray.remote(self.WORKER_CLASS)
             return
         # verl builds its reference model inside the fused worker only under a KL term (need_reference_policy);
         # map the actor role to the fused actor+rollout+ref role with our worker class instead (no KL, no per-step
@@ -644,6 +649,7 @@ class RlrtSeparateAsyncTrainer(RlrtTeacherTrainer, PPOTrainerSeparateAsync):
 
     VERL_MODE = "separate_async"
     WORKER_CLASS = RlrtDetachActorWorker
+    WORKER_ALWAYS = True  # its π_old save copies CPU parameters, which verl's aliases (integration/snapshot.py)
 
     def _compute_old_log_prob(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
         # Mirrors PPOTrainerSeparateAsync._compute_old_log_prob (verl 0.9.1 trainer_separate_async.py:187-211,

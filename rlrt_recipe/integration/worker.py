@@ -33,6 +33,7 @@ from verl.experimental.separation.engine_workers import DetachActorWorker
 from verl.workers.engine_workers import ActorRolloutRefWorker, TrainingWorker
 
 from rlrt_recipe.integration import topk
+from rlrt_recipe.integration.snapshot import SnapshotCopyMixin
 
 #: Non-tensor keys of a batch (``KVBatchMeta.extra_info``) that switch on the top-K work: K for the old-log-prob
 #: pass (θ_old's top-K ids), true for the update (verl's logits-processor call).
@@ -151,6 +152,6 @@ class RlrtActorRolloutRefWorker(RlrtWorkerMethods, ActorRolloutRefWorker):
     """verl's fused worker plus our methods (``rlrt_sync``, ``rlrt_colocate_async``)."""
 
 
-class RlrtDetachActorWorker(RlrtWorkerMethods, DetachActorWorker):
-    """verl's ``separate_async`` worker (``save_model_to_cpu``/``restore_model_from_cpu`` of π_old) plus our methods
-    (``rlrt_separate_async``)."""
+class RlrtDetachActorWorker(RlrtWorkerMethods, SnapshotCopyMixin, DetachActorWorker):
+    """verl's ``separate_async`` worker (``save_model_to_cpu``/``restore_model_from_cpu`` of π_old; a copy also for
+    parameters already on the CPU, ``snapshot.SnapshotCopyMixin``) plus our methods (``rlrt_separate_async``)."""
