@@ -63,7 +63,10 @@ def check_teacher_steps(metrics: dict[int, dict]) -> None:
         assert all(math.isfinite(float(v)) for v in ours.values()), (step, ours)
         assert data["rlrt/teacher_calls"] == 1.0, step
         assert data["rlrt/scored_row_frac"] == 1.0, step
-        assert data["rlrt/delta_abs_max"] <= 1e-5, (step, data["rlrt/delta_abs_max"])
+        # τ = s: their means over the scored tokens (every step: all rows are scored), and Δ's largest value where
+        # some scored row has A ≠ 0 (a step whose groups are all degenerate has no Δ statistics)
+        assert abs(data["rlrt/teacher_logp_mean"] - data["rlrt/student_logp_mean"]) <= 1e-5, step
+        assert data.get("rlrt/delta_abs_max", 0.0) <= 1e-5, (step, data.get("rlrt/delta_abs_max"))
 
 
 def test_colocate_async_scores_each_consumed_batch_on_the_actors_weights(colocate_run):
