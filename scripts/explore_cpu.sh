@@ -27,7 +27,7 @@ BATCH=${BATCH:-$([[ ${QUICK} == 1 ]] && echo 2 || echo 4)}  # prompts per step (
 N=${N:-8}  # rollouts per prompt (ours; the papers' 8)
 N_EVAL=${N_EVAL:-$([[ ${QUICK} == 1 ]] && echo 8 || echo 64)}  # samples per held-out problem: pass@k up to k = N_EVAL
 HELDOUT=${HELDOUT:-$([[ ${QUICK} == 1 ]] && echo 4 || echo 24)}  # held-out problems evaluated (ours)
-LR=${LR:-1e-3}  # one lr for every method (ours: a tiny model moves nowhere at the recipes' 1e-6)
+LR=${LR:-1e-4}  # one lr for every method (ours: at 1e-3 GRPO lost the answer format within 5 steps; 1e-4 learned)
 # RLSD's λ decays over K steps (RLSD Sec. 5.1: 50 of 200); ours: the same quarter of this run's steps
 LAMBDA_DECAY=${LAMBDA_DECAY:-$(( STEPS / 4 > 1 ? STEPS / 4 : 1 ))}
 
