@@ -1,4 +1,6 @@
-"""The actor-rollout-ref worker of the ``rlrt_sync`` trainer when the teacher is not the live actor.
+"""The actor-rollout-ref worker of our trainer modes when the teacher is not the live actor or a top-K loss runs
+(``RlrtActorRolloutRefWorker``), and always under ``rlrt_separate_async`` (``RlrtDetachActorWorker``, on verl's
+π_old-keeping worker): our registered methods (``RlrtWorkerMethods``) mixed into verl's worker class.
 
 verl builds a reference model (θ₀, from ``actor_rollout_ref.model.path``) inside its fused
 ``ActorRolloutRefWorker`` only for a KL term, and offers no way to copy the actor's weights into it. This subclass
