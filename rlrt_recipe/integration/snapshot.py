@@ -25,8 +25,9 @@ from verl.utils.fsdp_utils import fsdp2_sharded_save_to_cpu
 FSDP2_STRATEGIES = ("fsdp2", "veomni")
 
 
-def _local_tensor(param: torch.Tensor) -> torch.Tensor:
-    return param._local_tensor if isinstance(param, DTensor) else param
+def local_shard(param: torch.Tensor) -> torch.Tensor:
+    """This rank's shard of an FSDP2 parameter (a DTensor), or the tensor itself."""
+    return param.to_local() if isinstance(param, DTensor) else param
 
 
 def shares_storage(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -40,7 +41,7 @@ def fsdp2_sharded_copy_to_cpu(model: torch.nn.Module):
     cpu_sharded_state, global_spec = fsdp2_sharded_save_to_cpu(model)
     live = dict(model.named_parameters())
     copied = {
-        name: (tensor.clone() if shares_storage(tensor, _local_tensor(live[name])) else tensor, spec)
+        name: (tensor.clone() if shares_storage(tensor, local_shard(live[name])) else tensor, spec)
         for name, (tensor, spec) in cpu_sharded_state.items()
     }
     return copied, global_spec

@@ -532,7 +532,7 @@ class TeacherStep:
                 appended_tokens=[len(tail) for tail in tails],
             )
         teacher_rows = [i for i, ctx in enumerate(contexts) if ctx.messages is not None]
-        teacher_prompts, scored_log_probs, scored_entropy, rows_sent = [], [], [], 0
+        teacher_prompts, scored_log_probs, scored_entropy, rows_sent, vision_rows = [], [], [], 0, None
         if teacher_rows:  # no batch and no call when no row needs τ (e.g. once λ = 0)
             with simple_timer("batch", timing):
                 teacher_prompts = [teacher_prompt_ids(contexts[i].messages, rows[i], tails[i], self.render,
@@ -557,7 +557,7 @@ class TeacherStep:
                         scored_entropy = response_log_probs(output, batch, len(teacher_rows), key="entropy")
                 else:
                     scored_log_probs, rows_sent = score_rows(teacher_rows, teacher_prompts,
-                                                             vision_rows if self.vision is not None else None)
+                                                             vision_rows)
         with simple_timer("outputs", timing):
             old = data["old_log_probs"].unbind()
             teacher = list(old)  # unscored rows get s: Δ = 0

@@ -35,7 +35,7 @@ from verl.experimental.separation.engine_workers import DetachActorWorker
 from verl.workers.engine_workers import ActorRolloutRefWorker, TrainingWorker
 
 from rlrt_recipe.integration import topk
-from rlrt_recipe.integration.snapshot import SnapshotCopyMixin
+from rlrt_recipe.integration.snapshot import SnapshotCopyMixin, local_shard
 
 #: Non-tensor keys of a batch (``KVBatchMeta.extra_info``) that switch on the top-K work: K for the old-log-prob
 #: pass (θ_old's top-K ids), true for the update (verl's logits-processor call).
@@ -60,7 +60,7 @@ class RlrtWorkerMethods:
         with torch.no_grad():
             for name, ref_param in ref.named_parameters():
                 source = actor_params[name]
-                local_ref, local_actor = _local(ref_param), _local(source)
+                local_ref, local_actor = local_shard(ref_param), local_shard(source)
                 if local_ref.shape != local_actor.shape:
                     raise RuntimeError(
                         f"teacher snapshot: parameter {name} is sharded differently in the actor {tuple(local_actor.shape)} "
@@ -143,11 +143,6 @@ def processor_as_loss(worker: TrainingWorker, data: TensorDict, processor) -> It
         yield
     finally:
         worker.loss_fn = saved
-
-
-def _local(param: torch.Tensor) -> torch.Tensor:
-    """This rank's shard of an FSDP2 parameter (a DTensor), or the tensor itself."""
-    return param.to_local() if hasattr(param, "to_local") else param
 
 
 class RlrtActorRolloutRefWorker(RlrtWorkerMethods, ActorRolloutRefWorker):
