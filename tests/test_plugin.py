@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 PROBE = """
 import json, verl
 from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, POLICY_LOSS_REGISTRY
@@ -29,6 +31,18 @@ def test_entry_point_registers_on_bare_import_verl():
     assert OURS <= set(names["adv"])
     assert {"self_distill", "sdpo", "srpo"} <= set(names["loss"])
     assert "rlrt-recipe plug-in loaded: estimators, policy loss, trainer" in stderr
+
+
+@pytest.mark.parametrize("module", ["rlrt_recipe.integration.teacher", "rlrt_recipe.integration.topk"])
+def test_importing_a_glue_module_before_verl_loads_every_piece(module):
+    """Importing one of our verl-glue modules first (as the warm starts and benchmarks do) imports verl, whose
+    entry point then loads the plug-in: every piece loads, none is half-initialized (before the fix, the trainer
+    failed with a circular ImportError logged as a warning)."""
+    out = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=300,
+                         env={k: v for k, v in os.environ.items() if not k.startswith("VERL_USE_EXTERNAL")})
+    assert out.returncode == 0, out.stderr
+    assert "rlrt-recipe plug-in loaded: estimators, policy loss, trainer" in out.stderr
+    assert "could not load" not in out.stderr
 
 
 def test_external_modules_fallback():
