@@ -21,26 +21,17 @@ from pathlib import Path
 # The toy task is an example, not part of the installed package: examples/rlrt_toy beside this script's folder.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from rlrt_toy import semantic, task
-from rlrt_toy.warm_start import WarmStartConfig, load, warm_start
+from rlrt_toy.warm_start import WarmStartConfig, add_warm_start_arguments, config_from_arguments, load, warm_start
 
 
 def main(argv: list[str] | None = None) -> int:
-    defaults = WarmStartConfig()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True, help="model directory to write")
-    parser.add_argument("--data-dir", default=None, help="also write train.parquet and heldout.parquet here")
+    add_warm_start_arguments(parser, WarmStartConfig())
     parser.add_argument("--rl-problems", type=int, default=8, help="train problems in train.parquet (RL set)")
-    parser.add_argument("--repeat", type=int, default=16, help="copies of each of them in train.parquet")
-    parser.add_argument("--steps", type=int, default=defaults.steps)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--privileged-frac", type=float, default=defaults.privileged_frac)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
     args = parser.parse_args(argv)
 
     start = time.time()
-    cfg = WarmStartConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                          privileged_frac=args.privileged_frac, seed=args.seed)
+    cfg = config_from_arguments(WarmStartConfig, args)
     summary = warm_start(args.out, cfg, log_every=50)
     model, tokenizer, render = load(args.out)
     summary["delta"] = semantic.answer_gaps(model, tokenizer, render, task.split_problems()["heldout"], seed=args.seed)

@@ -20,29 +20,21 @@ import time
 
 from rlrt_explore import task
 from rlrt_explore.warm_start import ExploreWarmStartConfig, failures, warm_start
+from rlrt_toy.warm_start import add_warm_start_arguments, config_from_arguments
 
 
 def main(argv: list[str] | None = None) -> int:
-    defaults = ExploreWarmStartConfig()
     parser = argparse.ArgumentParser(prog="python -m rlrt_explore", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True, help="model directory to write")
-    parser.add_argument("--data-dir", default=None, help="also write train.parquet and heldout.parquet here")
+    add_warm_start_arguments(parser, ExploreWarmStartConfig())
     parser.add_argument("--rl-problems", type=int, default=None,
                         help=f"RL problems in train.parquet (default all {task.NUM_RL})")
-    parser.add_argument("--repeat", type=int, default=16, help="copies of each of them in train.parquet")
     parser.add_argument("--heldout-problems", type=int, default=None, help="held-out problems in heldout.parquet "
                         f"(default all {task.NUM_HELDOUT})")
-    parser.add_argument("--steps", type=int, default=defaults.steps)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--privileged-frac", type=float, default=defaults.privileged_frac)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
     args = parser.parse_args(argv)
 
     start = time.time()
-    cfg = ExploreWarmStartConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                                 privileged_frac=args.privileged_frac, seed=args.seed)
+    cfg = config_from_arguments(ExploreWarmStartConfig, args)
     summary = warm_start(args.out, cfg, log_every=100)
     if args.data_dir:
         task.write_rl_data(args.data_dir, rl_problems=args.rl_problems, repeat=args.repeat,

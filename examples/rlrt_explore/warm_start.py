@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import verl  # noqa: F401  (loads the plug-in whole first: importing its teacher module alone is a cycle)
 from transformers import Qwen2ForCausalLM
 
 from rlrt_explore import analysis, task
@@ -41,7 +40,7 @@ from rlrt_recipe import privileged
 from rlrt_recipe.integration.teacher import PromptRenderer
 from rlrt_recipe.testing import build_tiny_model
 from rlrt_recipe.testing.forward import response_log_probs
-from rlrt_toy.warm_start import TOY_SPEC, _batch, load, response_ids, sample_responses
+from rlrt_toy.warm_start import TOY_SPEC, _batch, fit, load, response_ids, sample_responses
 
 
 @dataclass(frozen=True)
@@ -114,29 +113,17 @@ def response_token_loss(model: Qwen2ForCausalLM, examples: list[tuple[list[int],
 
 def train(model: Qwen2ForCausalLM, tokenizer: Any, render: PromptRenderer, cfg: ExploreWarmStartConfig,
           problems: Sequence[task.Problem], log_every: int = 0) -> list[float]:
-    """Run ``cfg.steps`` AdamW steps of response-token cross-entropy on fresh ``draw_example`` batches; return
-    the loss of every step."""
-    rng = random.Random(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    warmup = max(1, cfg.steps // 10)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: min(1.0, (k + 1) / warmup))
-    model.train()
-    losses = []
-    for step in range(cfg.steps):
+    """The toy's ``fit`` (AdamW, warm-up) with ``response_token_loss`` on ``cfg.batch_size`` fresh
+    ``draw_example`` examples per step; returns the loss of every step."""
+
+    def step_loss(rng: random.Random) -> torch.Tensor:
         batch = []
         for _ in range(cfg.batch_size):
             messages, text = draw_example(rng, problems, cfg.privileged_frac)
             batch.append((render(messages), response_ids(tokenizer, text)))
-        optimizer.zero_grad(set_to_none=True)
-        loss = response_token_loss(model, batch, tokenizer.pad_token_id)
-        optimizer.step()
-        scheduler.step()
-        losses.append(loss.item())
-        if log_every and (step + 1) % log_every == 0:
-            print(f"warm start step {step + 1}/{cfg.steps}: loss {loss.item():.3f}", flush=True)
-    model.eval()
-    return losses
+        return response_token_loss(model, batch, tokenizer.pad_token_id)
+
+    return fit(model, steps=cfg.steps, lr=cfg.lr, seed=cfg.seed, step_loss=step_loss, log_every=log_every)
 
 
 def sample_records(model: Qwen2ForCausalLM, tokenizer: Any, render: PromptRenderer,

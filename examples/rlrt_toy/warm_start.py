@@ -15,9 +15,11 @@ RL needs.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,31 +100,66 @@ def _batch(examples: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[to
     return ids, mask, labels
 
 
-def train(model: Qwen2ForCausalLM, tokenizer: Any, render: PromptRenderer, cfg: WarmStartConfig,
-          problems: list[task.Problem], log_every: int = 0) -> list[float]:
-    """Run ``cfg.steps`` AdamW steps of response-token cross-entropy; return the loss of every step."""
-    examples = warm_start_examples(tokenizer, render, problems)
-    rng = random.Random(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    warmup = max(1, cfg.steps // 10)
+def fit(model: torch.nn.Module, *, steps: int, lr: float, seed: int,
+        step_loss: Callable[[random.Random], torch.Tensor], log_every: int = 0) -> list[float]:
+    """``steps`` AdamW steps (no weight decay; lr warmed up linearly over the first 10 % of steps, then constant),
+    each on the gradient ``step_loss(rng)`` leaves: it draws a batch with ``rng`` (``random.Random(seed)``; torch is
+    seeded with ``seed`` too), runs the backward pass and returns the batch's loss (detached). Returns the loss of
+    every step; the model is left in eval mode."""
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    warmup = max(1, steps // 10)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: min(1.0, (k + 1) / warmup))
     model.train()
     losses = []
-    for step in range(cfg.steps):
-        batch = [rng.choice(examples["privileged" if rng.random() < cfg.privileged_frac else "student"])
-                 for _ in range(cfg.batch_size)]
-        ids, mask, labels = _batch(batch, tokenizer.pad_token_id)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss  # mean over response tokens
+    for step in range(steps):
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = step_loss(rng)
         optimizer.step()
         scheduler.step()
         losses.append(loss.item())
         if log_every and (step + 1) % log_every == 0:
-            print(f"warm start step {step + 1}/{cfg.steps}: loss {loss.item():.3f}", flush=True)
+            print(f"warm start step {step + 1}/{steps}: loss {loss.item():.3f}", flush=True)
     model.eval()
     return losses
+
+
+def train(model: Qwen2ForCausalLM, tokenizer: Any, render: PromptRenderer, cfg: WarmStartConfig,
+          problems: list[task.Problem], log_every: int = 0) -> list[float]:
+    """``fit`` with response-token cross-entropy (mean over the batch's response tokens) on batches of
+    ``cfg.batch_size`` examples, each privileged with probability ``cfg.privileged_frac``; returns every loss."""
+    examples = warm_start_examples(tokenizer, render, problems)
+
+    def step_loss(rng: random.Random) -> torch.Tensor:
+        batch = [rng.choice(examples["privileged" if rng.random() < cfg.privileged_frac else "student"])
+                 for _ in range(cfg.batch_size)]
+        ids, mask, labels = _batch(batch, tokenizer.pad_token_id)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss  # mean over response tokens
+        loss.backward()
+        return loss.detach()
+
+    return fit(model, steps=cfg.steps, lr=cfg.lr, seed=cfg.seed, step_loss=step_loss, log_every=log_every)
+
+
+def add_warm_start_arguments(parser: argparse.ArgumentParser, defaults: Any) -> argparse.ArgumentParser:
+    """The options every warm-start command takes (``--out``, ``--data-dir``, ``--repeat`` and the fields of a
+    warm-start config, defaulting to ``defaults``'); ``config_from_arguments`` reads the config back."""
+    parser.add_argument("--out", required=True, help="model directory to write")
+    parser.add_argument("--data-dir", default=None, help="also write train.parquet and heldout.parquet here")
+    parser.add_argument("--repeat", type=int, default=16, help="copies of each RL problem in train.parquet")
+    parser.add_argument("--steps", type=int, default=defaults.steps)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--privileged-frac", type=float, default=defaults.privileged_frac)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    return parser
+
+
+def config_from_arguments(config_class: type, args: argparse.Namespace) -> Any:
+    """``config_class`` with the fields ``add_warm_start_arguments`` parsed, the others at their defaults."""
+    return config_class(**{field.name: getattr(args, field.name) for field in dataclasses.fields(config_class)
+                           if hasattr(args, field.name)})
 
 
 @torch.no_grad()
