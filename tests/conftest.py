@@ -42,6 +42,20 @@ def toy_warm_start(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="session")
+def explore_warm_start(tmp_path_factory) -> dict:
+    """The exploration task's default warm start (``rlrt_explore`` in examples/; 2–3 minutes on 2 cores) and its RL
+    data with 4 held-out problems (the comparison's ``--quick`` size), as ``python -m rlrt_explore`` writes them:
+    ``{"summary", "model_dir", "data_dir"}``."""
+    from rlrt_explore import task
+    from rlrt_explore.warm_start import warm_start
+
+    root = tmp_path_factory.mktemp("explore")
+    summary = warm_start(root / "model")
+    task.write_rl_data(root / "data", heldout_problems=4)
+    return {"summary": summary, "model_dir": str(root / "model"), "data_dir": str(root / "data")}
+
+
+@pytest.fixture(scope="session")
 def tiny_vl_model_dir(tmp_path_factory) -> str:
     """Default TinyVLSpec (≈0.22 M parameters, Qwen3-VL, Qwen-VL chat template, PIL image processor). Without
     torchvision, transformers can build (and load) its processor only with the CPU backend's video-processor fix."""

@@ -371,11 +371,9 @@ def test_warm_start_examples_teach_context_reading_and_diversity():
 
 
 @pytest.fixture(scope="module")
-def warm(tmp_path_factory):
-    """The default warm start's summary (2–3 minutes on 2 shared cores)."""
-    from rlrt_explore.warm_start import warm_start
-
-    return warm_start(tmp_path_factory.mktemp("explore") / "model")
+def warm(explore_warm_start):
+    """The default warm start's summary (the session's, shared with the comparison's quick run)."""
+    return explore_warm_start["summary"]
 
 
 def test_warm_start_pass_rates_are_low_but_not_zero(warm):
@@ -402,14 +400,16 @@ def test_warm_start_teacher_reads_its_sibling(warm):
 # --- examples/rlrt_explore/report.py: the experiment's table from run directories ------------------------------
 
 
-def write_run(run_dir, rewards, samples):
-    """A run directory as scripts/explore_cpu.sh leaves it: verl's file-logger JSONL and the last step's dump."""
+def write_run(run_dir, rewards, samples, lambdas=None):
+    """A run directory as ``TASK=explore scripts/compare_methods_cpu.sh`` leaves it: verl's file-logger JSONL and
+    the last step's dump."""
     import json
 
     os.makedirs(os.path.join(run_dir, "val"), exist_ok=True)
     with open(os.path.join(run_dir, "launch-1.jsonl"), "w") as fh:
         for step, reward in enumerate(rewards, start=1):
-            fh.write(json.dumps({"step": step, "data": {"critic/score/mean": reward}}) + "\n")
+            data = {"critic/score/mean": reward, **({"rlrt/lambda": lambdas[step - 1]} if lambdas else {})}
+            fh.write(json.dumps({"step": step, "data": data}) + "\n")
     with open(os.path.join(run_dir, "val", f"{len(rewards)}.jsonl"), "w") as fh:
         for prompt, output, score in samples:
             fh.write(json.dumps({"input": prompt, "output": output, "score": score, "step": len(rewards)}) + "\n")
@@ -436,6 +436,9 @@ def test_report_summarizes_seeds_with_intervals(tmp_path):
     mean, low, high = analysis.t_interval([0.5, 0.75])
     assert (summary["pass_at_k"][1]["low"], summary["pass_at_k"][1]["high"]) == pytest.approx((low, high))
     assert summary["reward"][1]["mean"] == pytest.approx(0.25)
+    # trailing means over ≤ 5 steps: seed 1 0, 0.25, 0.5; seed 2 0.5 throughout
+    assert [summary["reward_smoothed"][step]["mean"] for step in (1, 2, 3)] == pytest.approx([0.25, 0.375, 0.5])
+    assert summary["lambda_zero_from"] is None
     assert "| grpo | 2 |" in report.table({"grpo": summary})
 
 
@@ -445,3 +448,33 @@ def test_report_refuses_unequal_samples_per_problem(tmp_path):
     write_run(tmp_path / "s1", [0.0], [("p", "a", 1.0), ("p", "b", 0.0), ("q", "c", 0.0)])
     with pytest.raises(ValueError, match=r"sampled \[1, 2\] times; pass@k needs one n"):
         report.seed_figures(str(tmp_path / "s1"))
+
+
+def test_report_pairs_methods_by_seed(tmp_path):
+    """Differences from GRPO are taken seed by seed (runs paired by directory name), over the seeds both ran:
+    pass@1 GRPO 0.25 / 0.5, RLRT 0.75 / 0.5 on seeds 1 / 2 → differences 0.5, 0 (RLRT's seed 3 has no partner)."""
+    from rlrt_explore import report
+
+    def samples(p, q):
+        return [("p", f"\\boxed{{{i}}}", s) for i, s in enumerate(p)] + [("q", f"\\boxed{{{i}}}", s) for i, s in enumerate(q)]
+
+    write_run(tmp_path / "grpo" / "seed1", [0.0, 0.5], samples([1.0, 0.0], [0.0, 0.0]), lambdas=[0.0, 0.0])
+    write_run(tmp_path / "grpo" / "seed2", [0.5, 0.5], samples([1.0, 1.0], [0.0, 0.0]))
+    write_run(tmp_path / "rlrt" / "seed1", [0.5, 0.5], samples([1.0, 1.0], [1.0, 0.0]), lambdas=[0.5, 0.0])
+    write_run(tmp_path / "rlrt" / "seed2", [0.5, 1.0], samples([1.0, 1.0], [0.0, 0.0]))
+    write_run(tmp_path / "rlrt" / "seed3", [1.0, 1.0], samples([1.0, 1.0], [1.0, 1.0]))
+    runs = [(method, str(tmp_path / method / seed)) for method, seed in
+            [("grpo", "seed1"), ("grpo", "seed2"), ("rlrt", "seed1"), ("rlrt", "seed2"), ("rlrt", "seed3")]]
+    differences = report.paired_differences(runs)
+    assert list(differences) == ["rlrt"]
+    rlrt = differences["rlrt"]
+    mean, low, high = analysis.t_interval([0.5, 0.0])
+    assert (rlrt["pass@1"]["mean"], rlrt["pass@1"]["low"], rlrt["pass@1"]["high"]) == pytest.approx((mean, low, high))
+    assert rlrt["pass@1"]["seeds"] == 2
+    assert rlrt["early_reward"]["mean"] == pytest.approx(((0.5 - 0.25) + (0.75 - 0.5)) / 2)
+    assert "| rlrt | 2 |" in report.differences_table(differences, n=2)
+    # λ reaching 0 after a step with λ > 0 is RLSD's decay; λ = 0 throughout is no decay
+    assert report.seed_figures(str(tmp_path / "rlrt" / "seed1"))["lambda_zero_from"] == 2
+    assert report.seed_figures(str(tmp_path / "grpo" / "seed1"))["lambda_zero_from"] is None
+    with pytest.raises(ValueError, match="a second grpo run named 'seed1'"):
+        report.paired_differences(runs + [("grpo", str(tmp_path / "rlrt" / "seed1"))])
