@@ -195,22 +195,32 @@ def test_worked_solution_names_each_move():
     assert task.worked_solution(PROBLEM) == "3 *2 = 6\n6 +3 = 9\n9 *2 = 18\n\\boxed{3 6 9 18}"
 
 
-def test_the_toy_tokenizer_spells_the_task_within_the_recommended_lengths():
-    """Every number of a path is one token; with data.max_prompt_length = MAX_PROMPT_LENGTH and
-    data.max_response_length = MAX_RESPONSE_LENGTH no correct response is cut, no student prompt is too long, and
-    every teacher prompt fits rlrt's default privileged budget (no rlrt.max_privileged_prompt_length needed)."""
+def test_lengths_with_the_tokenizer_verl_loads(tmp_path):
+    """The tokenizer verl loads (``AutoTokenizer`` on the saved model: Qwen2's pre-tokenizer, which spells numbers
+    digit by digit — not the in-memory BPE ``build_tokenizer`` returns, which keeps them whole) and the task's
+    recommended lengths: every student prompt fits data.max_prompt_length = MAX_PROMPT_LENGTH and every teacher
+    prompt rlrt's default privileged budget; but data.max_response_length = MAX_RESPONSE_LENGTH = 24 fits only the
+    correct responses of ≤ 24 tokens with EOS — 2 051 of the 4 188 correct paths (296 of 1 046 held out), at least
+    one per problem (the shortest always) — while the longest takes 29. The exploration experiment ran at 24
+    (docs/toy_comparison.md), so its "distinct correct paths" have that smaller ceiling."""
     from rlrt_explore.warm_start import TOY_SPEC, response_ids, teacher_messages
-    from rlrt_recipe.integration.teacher import PromptRenderer
+    from rlrt_recipe.testing import build_tiny_model
     from rlrt_recipe.testing.tiny_model import build_tokenizer
+    from rlrt_toy.warm_start import load
 
-    tokenizer = build_tokenizer(TOY_SPEC)
-    for number in range(1, task.MAX_TARGET):  # " 17" inside a path, "17" as S (prompt start, path start)
-        assert len(tokenizer.encode(f" {number}", add_special_tokens=False)) == 1, number
-        assert len(tokenizer.encode(f"{number}", add_special_tokens=False)) == 1, number
-    longest = max(len(response_ids(tokenizer, task.response(path))) for p in ALL_PROBLEMS
-                  for path in task.correct_paths(p))
-    assert longest == 16 <= task.MAX_RESPONSE_LENGTH
-    render = PromptRenderer(tokenizer, hf_model_type="qwen2", chat_template_kwargs={})
+    _, tokenizer, render = load(build_tiny_model(tmp_path, TOY_SPEC))
+    assert tokenizer.tokenize(" 17") == ["Ġ", "1", "7"]
+    assert build_tokenizer(TOY_SPEC).tokenize(" 17") == ["Ġ17"]  # the in-memory tokenizer: not what verl runs
+    lengths = {p: [len(response_ids(tokenizer, task.response(path))) for path in task.correct_paths(p)]
+               for p in ALL_PROBLEMS}
+    assert max(max(ls) for ls in lengths.values()) == 29
+    fits = {p: sum(n <= task.MAX_RESPONSE_LENGTH for n in ls) for p, ls in lengths.items()}
+    assert (sum(fits.values()), sum(len(ls) for ls in lengths.values())) == (2051, 4188)
+    heldout = task.split_problems()["heldout"]
+    assert (sum(fits[p] for p in heldout), sum(len(lengths[p]) for p in heldout)) == (296, 1046)
+    assert min(fits.values()) >= 1 and all(
+        len(response_ids(tokenizer, task.response(task.reference_path(p)))) <= task.MAX_RESPONSE_LENGTH
+        for p in ALL_PROBLEMS)
     assert max(len(render([{"role": "user", "content": task.question(p)}])) for p in ALL_PROBLEMS) <= \
         task.MAX_PROMPT_LENGTH
     for kind in privileged.TEMPLATE_KINDS:

@@ -1,12 +1,12 @@
 """The "reach the target" task: many distinct correct paths per problem, in verl's RL parquet schema.
 
 Problem (S, T, M, L): start S, target T, three allowed moves M (``+k`` and ``*k``), step limit L. Prompt:
-"S to T using M in at most L steps." (S first: it is then the same token, "3", as the path's first number);
+"S to T using M in at most L steps." (S first: it is then spelled as the path's first number is);
 response: the numbers the path visits in ``\\boxed{}``, e.g. ``\\boxed{3 6 9 18}`` (3 +3 → 6 +3 → 9 *2 → 18);
 correct iff it goes from S to T in at most L allowed moves (``rlrt_explore.reward``).
 
 Why exploration can matter: L is the shortest path's length plus ``SLACK``, and every problem has at least
-``MIN_CORRECT_PATHS`` correct paths (21.6 on average over the held-out problems): other moves, or the same
+``MIN_CORRECT_PATHS`` correct paths (21.8 on average over the held-out problems): other moves, or the same
 moves in another order — for 3 → 18 with *2, +1, +3 in at most 5 steps, 3 6 9 18 (+3 +3 *2), 3 4 8 9 18
 (+1 *2 +1 *2) and 3 6 12 15 18 (*2 *2 +3 +3) are three of 13. A policy can keep many of them or collapse onto
 one, and a problem it solves one way may be unsolved in the way it prefers elsewhere. Every move strictly
@@ -14,10 +14,11 @@ increases the number (k ≥ 1 for ``+k``, k ≥ 2 for ``*k``, S ≥ 1), so the c
 enumerated exactly (``correct_paths``, at most 3^L walks) and the number of distinct correct paths a policy
 finds has a known ceiling.
 
-Why the response lists the numbers rather than the moves (``\\boxed{+3 +3 *2}``): each step is then a relation
-between two adjacent tokens (every number below 90 is one token of the toy tokenizer), which the 2-layer
-model picks up within the warm start; with moves only, it would have to carry the running value in its hidden
-state. (A first try with moves only, a different move set per problem, stayed below a random guesser: 0.5 % vs
+Why the response lists the numbers rather than the moves (``\\boxed{+3 +3 *2}``): the running value is then
+written out, each step a relation between adjacent numbers, which the 2-layer model picks up within the warm
+start; with moves only, it would have to carry the running value in its hidden state. (The tokenizer verl
+loads from the saved model spells every number digit by digit, Qwen2's pre-tokenizer: a number is one to two
+tokens.) (A first try with moves only, a different move set per problem, stayed below a random guesser: 0.5 % vs
 3.7 % correct — at lr 5e-3, which also stalls this format, so that number does not separate the two formats.)
 
 Problems come from a seeded generator (``generate_problems``) and are split by problem into ``warm`` (the
@@ -40,14 +41,16 @@ DATA_SOURCE = "rlrt/reach_target"
 #: The move sets a problem's allowed moves are drawn from (uniformly); each is sorted as ``format_moves`` shows it.
 MOVE_SETS: tuple[tuple[Move, ...], ...] = (("*2", "+1", "+3"),)
 START_RANGE = (1, 15)  # S is drawn uniformly from these, inclusive
-MAX_TARGET = 40  # T < 40: every number is one token of the toy tokenizer, with or without a leading space
+MAX_TARGET = 40  # T < 40: targets of one or two digits
 WALK_LENGTHS = (2, 3, 4)  # T is where a uniformly random walk of one of these lengths from S ends
 SLACK = 2  # L = shortest path length + SLACK: longer, different paths are correct too
-MAX_MOVES = 6  # cap on L: the longest correct response is then 16 tokens with EOS
+MAX_MOVES = 6  # cap on L: the longest correct response is then 29 tokens with EOS
 MIN_CORRECT_PATHS = 4  # problems with fewer correct paths are not generated
-#: What main_ppo's data.max_prompt_length and data.max_response_length should be for this task: the longest
-#: student prompt is 36 tokens, and 64 keeps the longest teacher prompt (99 tokens, the worked solution) within
-#: rlrt's default privileged budget 2 × 64; the longest correct response is 16 tokens with EOS.
+#: main_ppo's data.max_prompt_length and data.max_response_length in the exploration experiment (ours), in the
+#: tokens of the tokenizer verl loads: every student prompt (≤ 40 tokens) fits, and every teacher prompt fits
+#: rlrt's default privileged budget; 24 response tokens fit 2 051 of the 4 188 correct paths (296 of 1 046
+#: held out; the shortest path of every problem always) — the longest correct response is 29 tokens with EOS,
+#: so a longer path is cut and scored wrong (tests/test_explore_task.py, test_lengths_with_the_tokenizer_verl_loads).
 MAX_PROMPT_LENGTH = 64
 MAX_RESPONSE_LENGTH = 24
 NUM_PROBLEMS = 300  # of the 313 problems these settings allow

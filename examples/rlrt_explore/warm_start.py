@@ -1,8 +1,9 @@
 """A seeded supervised warm start of the toy's 0.56 M-parameter model on the "reach the target" task (CPU).
 
 The model is ``build_tiny_model(TOY_SPEC)`` (the toy's size, random Qwen2 weights, the package's locally
-trained tokenizer: every number of the task is one token, a correct response at most 16 with EOS), trained
-with next-token cross-entropy on the response tokens:
+trained tokenizer, loaded back as verl loads it: numbers spelled digit by digit, a correct response 13–29
+tokens with EOS), trained with next-token cross-entropy on the response tokens (uncut: the warm start also
+teaches the paths longer than the RL runs' 24 response tokens, ``task.MAX_RESPONSE_LENGTH``):
 
     L(θ) = − (1 / Σ_i |y_i|) · Σ_i Σ_t log π_θ(y_{i,t} | x_i, y_{i,<t})        y_i = "\\boxed{<path>}" <|im_end|>
 
