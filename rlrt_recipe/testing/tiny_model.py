@@ -93,7 +93,11 @@ def _training_corpus(seed: int) -> list[str]:
 
 
 def build_tokenizer(spec: TinyModelSpec) -> PreTrainedTokenizerFast:
-    """The tokenizer of a tiny text model: ``train_tokenizer`` with the spec's size, seed and chat template."""
+    """The tokenizer of a tiny text model: ``train_tokenizer`` with the spec's size, seed and chat template.
+
+    Saved beside a Qwen2 config (``build_tiny_model``), it loads back through ``AutoTokenizer`` — as verl loads it
+    — as transformers' Qwen2 tokenizer, whose pre-tokenizer spells numbers digit by digit (" 17" → "Ġ", "1", "7";
+    this object keeps "Ġ17"): count tokens on the reloaded tokenizer (tests/test_explore_task.py pins both)."""
     return train_tokenizer(spec.vocab_size, CHAT_TEMPLATES[spec.chat_template],
                            model_max_length=spec.max_position_embeddings, seed=spec.seed)
 
