@@ -13,10 +13,13 @@
 #   bash scripts/compare_methods_cpu.sh                  # the toy, default size
 #   TASK=explore bash scripts/compare_methods_cpu.sh     # the exploration experiment
 #   bash scripts/compare_methods_cpu.sh --quick          # CI smoke of either task: 1 seed, 2 steps, tiny batch
-#   SEEDS="1 2 3" bash scripts/compare_methods_cpu.sh    # mean ± std over seeds (about 3x the time)
+#   SEEDS="1 2 3" bash scripts/compare_methods_cpu.sh    # toy: mean ± std over seeds (about 3x the time)
+# Sizes: STEPS, BATCH (prompts per step), N (rollouts per prompt), SEEDS, LR, METHODS; explore also N_EVAL (samples
+# per held-out problem), HELDOUT (held-out problems, read when the data is built) and LAMBDA_DECAY (RLSD's K).
 # Extra arguments after --quick (or alone) are Hydra overrides for every launch; ARGS_<method> (e.g.
-# ARGS_rlsd="trainer.total_training_steps=3") holds overrides for that method's launches only. Launches run one at
-# a time.
+# ARGS_rlsd="trainer.total_training_steps=3") holds overrides for that method's launches only (explore already
+# sets rlrt.lambda_decay_steps for rlsd: override it with LAMBDA_DECAY or ++, not +). Launches run one at a time;
+# bash ≥ 4.4 (empty arrays under set -u).
 set -xeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -62,7 +65,7 @@ case ${TASK} in
                    actor_rollout_ref.rollout.val_kwargs.n="${N_EVAL}"
                    actor_rollout_ref.rollout.val_kwargs.do_sample=true
                    actor_rollout_ref.rollout.val_kwargs.temperature=1.0
-                   trainer.val_before_train=false trainer.test_freq="${STEPS}")
+                   trainer.val_before_train=false trainer.test_freq="${STEPS}" trainer.save_freq=-1)
         rlsd_args=(++rlrt.lambda_decay_steps="${LAMBDA_DECAY}")
         ;;
     *) echo "unknown TASK ${TASK} (toy, explore)" >&2; exit 2 ;;
@@ -91,7 +94,7 @@ for seed in ${SEEDS}; do
     for method in ${METHODS}; do
         case ${method} in
             grpo) method_args=(algorithm.adv_estimator=grpo trainer.v1.trainer_mode=sync) ;;  # verl's stock trainer
-            # RLRT's own rule on the toy: no teacher without a complete sibling (the demo recipe falls back to the answer)
+            # RLRT's own rule: no teacher without a complete correct sibling (the demo recipe falls back to the answer)
             rlrt) method_args=(algorithm.adv_estimator=rlrt trainer.v1.trainer_mode=rlrt_sync rlrt.sibling_fallback=none) ;;
             rlsd) method_args=(algorithm.adv_estimator=rlsd trainer.v1.trainer_mode=rlrt_sync "${rlsd_args[@]}") ;;
             opsd | grpo_eb) method_args=(algorithm.adv_estimator="${method}" trainer.v1.trainer_mode=rlrt_sync) ;;

@@ -6,6 +6,7 @@ takes 45–140 s on 2 shared cores; the semantic check on its 20 held-out proble
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
 
@@ -79,3 +80,49 @@ def test_answer_positions_cover_exactly_the_answer_digits(warm):
 
 def test_comparison_script_parses():
     subprocess.run(["bash", "-n", str(SCRIPT)], check=True)
+
+
+def test_fit_runs_seeded_adamw_with_warmup():
+    """The warm-start loop both tasks share: one step_loss call per step with the seeded rng, the lr ramped over the
+    first 10 % of steps, a falling loss on a quadratic, and the model left in eval mode."""
+    import random
+
+    import torch
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    from rlrt_toy.warm_start import fit
+
+    model = torch.nn.Linear(2, 1, bias=False)
+    torch.nn.init.constant_(model.weight, 1.0)
+    draws, lrs = [], []  # the rng's draws; the lr of every optimizer step
+
+    def step_loss(rng):
+        draws.append(rng.random())
+        loss = (model.weight ** 2).sum()
+        loss.backward()
+        return loss.detach()
+
+    hook = register_optimizer_step_pre_hook(lambda optimizer, *_: lrs.append(optimizer.param_groups[0]["lr"]))
+    try:
+        losses = fit(model, steps=20, lr=0.1, seed=3, step_loss=step_loss)
+    finally:
+        hook.remove()
+    reference = random.Random(3)
+    assert draws == [reference.random() for _ in range(20)]
+    assert len(losses) == 20 and losses[-1] < losses[0] and not model.training
+    assert lrs[:3] == pytest.approx([0.05, 0.1, 0.1])  # warm-up over max(1, 20 // 10) = 2 steps
+
+
+def test_warm_start_options_fill_only_their_config_fields():
+    """--steps/--batch-size/--lr/--privileged-frac/--seed reach the config; its other fields keep their defaults."""
+    import argparse
+
+    from rlrt_explore.warm_start import ExploreWarmStartConfig
+    from rlrt_toy.warm_start import WarmStartConfig, add_warm_start_arguments, config_from_arguments
+
+    for config_class in (WarmStartConfig, ExploreWarmStartConfig):
+        parser = add_warm_start_arguments(argparse.ArgumentParser(), config_class())
+        args = parser.parse_args(["--out", "m", "--steps", "7", "--lr", "0.5", "--batch-size", "3"])
+        cfg = config_from_arguments(config_class, args)
+        assert (cfg.steps, cfg.lr, cfg.batch_size) == (7, 0.5, 3)
+        assert cfg == dataclasses.replace(config_class(), steps=7, lr=0.5, batch_size=3)

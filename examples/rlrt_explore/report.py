@@ -69,7 +69,7 @@ def seed_figures(run_dir: str) -> dict[str, Any]:
         "reward": reward,
         "reward_smoothed": {step: statistics.fmean(reward[s] for s in steps[max(0, i + 1 - SMOOTH_STEPS):i + 1])
                             for i, step in enumerate(steps)},
-        # the first step whose λ is 0 after a step with λ > 0 (RLSD's decay), None if λ never reaches 0
+        # the first step whose λ is 0 after a step with λ > 0 (a decaying schedule: RLSD's here), None if it never is
         "lambda_zero_from": next((step for step, value in lambdas.items() if value == 0.0
                                   and any(v > 0.0 for s, v in lambdas.items() if s < step)), None),
         "early_reward": statistics.fmean(reward[s] for s in steps[:EARLY_STEPS]),
@@ -122,9 +122,10 @@ def scalar_figures(figures: dict[str, Any]) -> dict[str, float]:
 
 def paired_differences(runs: Sequence[tuple[str, str]], baseline: str = "grpo") -> dict[str, Any]:
     """Per method other than ``baseline``: (method − baseline) of every ``scalar_figures`` figure, seed by seed, as
-    mean and 95 % interval across the seeds both ran. Runs pair by their directory's name (``seed<N>``: the same
-    data order and sampling seed, and the same held-out problems), so what the seeds share cancels and a
-    difference's interval can be much narrower than the two methods' own intervals suggest."""
+    mean and 95 % interval across the seeds both ran (a paired t-interval). Runs pair by their directory's name
+    (``seed<N>``: the same data order and sampling seed; CPU rollouts still differ between launches), so what a
+    seed's runs share cancels, and a difference's interval is narrower than the two methods' own intervals
+    suggest when the paired runs are positively correlated."""
     by_seed: dict[str, dict[str, dict[str, float]]] = defaultdict(dict)
     for method, run_dir in runs:
         seed = os.path.basename(os.path.normpath(run_dir))
@@ -165,8 +166,9 @@ def table(summary: dict[str, Any]) -> str:
 
 def differences_table(differences: dict[str, Any], n: int, baseline: str = "grpo") -> str:
     """Markdown: per method, its paired difference from ``baseline`` in the table's figures."""
-    columns = ["early_reward", "final_reward", "pass@1", "pass@8", f"pass@{n}", "distinct_correct_paths"]
-    names = ["early reward", "final reward", "pass@1", "pass@8", f"pass@{n}", "distinct correct paths"]
+    named = {"early_reward": "early reward", "final_reward": "final reward", "pass@1": "pass@1", "pass@8": "pass@8",
+             f"pass@{n}": f"pass@{n}", "distinct_correct_paths": "distinct correct paths"}  # n = 8: one pass@8
+    columns, names = list(named), list(named.values())
     lines = [f"| method − {baseline} (paired by seed) | seeds | " + " | ".join(names) + " |",
              "|---|---|" + "---|" * len(columns)]
     for method, d in differences.items():

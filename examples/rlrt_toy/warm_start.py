@@ -142,9 +142,14 @@ def train(model: Qwen2ForCausalLM, tokenizer: Any, render: PromptRenderer, cfg: 
     return fit(model, steps=cfg.steps, lr=cfg.lr, seed=cfg.seed, step_loss=step_loss, log_every=log_every)
 
 
+#: The warm-start config fields every warm-start command takes as options (``--batch-size`` for ``batch_size``).
+CONFIG_OPTIONS = ("steps", "batch_size", "lr", "privileged_frac", "seed")
+
+
 def add_warm_start_arguments(parser: argparse.ArgumentParser, defaults: Any) -> argparse.ArgumentParser:
-    """The options every warm-start command takes (``--out``, ``--data-dir``, ``--repeat`` and the fields of a
-    warm-start config, defaulting to ``defaults``'); ``config_from_arguments`` reads the config back."""
+    """The options every warm-start command takes: ``--out``, ``--data-dir``, ``--repeat`` and the
+    ``CONFIG_OPTIONS`` fields of a warm-start config, defaulting to ``defaults``'; ``config_from_arguments``
+    reads the config back."""
     parser.add_argument("--out", required=True, help="model directory to write")
     parser.add_argument("--data-dir", default=None, help="also write train.parquet and heldout.parquet here")
     parser.add_argument("--repeat", type=int, default=16, help="copies of each RL problem in train.parquet")
@@ -157,9 +162,9 @@ def add_warm_start_arguments(parser: argparse.ArgumentParser, defaults: Any) -> 
 
 
 def config_from_arguments(config_class: type, args: argparse.Namespace) -> Any:
-    """``config_class`` with the fields ``add_warm_start_arguments`` parsed, the others at their defaults."""
-    return config_class(**{field.name: getattr(args, field.name) for field in dataclasses.fields(config_class)
-                           if hasattr(args, field.name)})
+    """``config_class`` with the ``CONFIG_OPTIONS`` fields ``add_warm_start_arguments`` parsed, the others at their
+    defaults."""
+    return config_class(**{name: getattr(args, name) for name in CONFIG_OPTIONS})
 
 
 @torch.no_grad()

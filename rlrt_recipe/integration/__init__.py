@@ -6,4 +6,4 @@ No formula lives here: every number is computed by ``rlrt_recipe.signals``.
 # verl first: importing verl loads this package's plug-in (the ``verl.plugins`` entry point), which imports the
 # modules below; a module of this package imported before verl would be half-initialized when the plug-in
 # re-imports it (a cycle: the plug-in would log that its trainer could not load).
-import verl  # noqa: E402, F401
+import verl  # noqa: F401
