@@ -3,7 +3,7 @@ comparison script's ``--quick`` mode (scripts/compare_methods_cpu.sh) on its two
 method's end-to-end run.
 
 Six launches, 2 steps each (RLSD 3). GRPO, RLSD and RLRT run the exploration experiment's quick mode
-(``TASK=explore``: the session's ``explore_warm_start`` model on "reach the target", 2 prompts × 8 rollouts, verl's
+(``TASK=explore``: the session's ``explore_warm_start`` model on "reach the target", 4 prompts × 8 rollouts, verl's
 validation sampling 4 held-out problems 8 times after the last step, then the experiment's report: pass@k,
 distinct correct paths, one figure per claim). GRPO+EB, SDPO and SRPO run the toy's (the session's
 ``toy_warm_start`` model on single-digit sums with the math-verify reward, 2 prompts × 4 rollouts, then the toy's
@@ -34,8 +34,11 @@ EXPLORE_METHODS = ("grpo", "rlsd", "rlrt")  # the exploration experiment's three
 TOY_METHODS = ("grpo_eb", "sdpo", "srpo")
 METHODS = EXPLORE_METHODS + TOY_METHODS
 TEACHER_METHODS = ("rlsd", "rlrt", "sdpo", "srpo")
-# real rows per step: 2 prompts × 8 rollouts on the exploration task, × 4 on the toy (the script's quick sizes)
-ROWS = {**{method: 16 for method in EXPLORE_METHODS}, **{method: 8 for method in TOY_METHODS}}
+# real rows per step: 4 prompts × 8 rollouts on the exploration task (twice the quick mode's prompts: at its 15 %
+# pass rate, 2 steps × 4 groups hold two correct rollouts somewhere ~97 % of the time, RLRT's teacher's cue), 2 × 4
+# on the toy (the quick mode's sizes)
+EXPLORE_PROMPTS, EXPLORE_ROWS, TOY_ROWS = 4, 4 * 8, 2 * 4
+ROWS = {**{method: EXPLORE_ROWS for method in EXPLORE_METHODS}, **{method: TOY_ROWS for method in TOY_METHODS}}
 EXPLORE_EVAL_N, EXPLORE_HELDOUT = 8, 4  # the quick mode's validation: pass@k for k = 1, 2, 4, 8
 # RLSD runs 3 steps with K = 1, so λ is 0.5, 0, 0: the teacher pass must stop once λ is 0 (issue 13).
 RLSD_DECAY_STEPS, RLSD_STEPS = 1, 3
@@ -68,8 +71,9 @@ def _quick(out, warm_start: dict, methods: tuple[str, ...], **env: str) -> tuple
 def explore(tmp_path_factory, explore_warm_start):
     """The exploration experiment's quick mode: GRPO, RLSD, RLRT."""
     out = tmp_path_factory.mktemp("explore_quick")
-    return _quick(out, explore_warm_start, EXPLORE_METHODS, TASK="explore", LAMBDA_DECAY=str(RLSD_DECAY_STEPS),
-                  ARGS_rlsd=f"trainer.total_training_steps={RLSD_STEPS}",
+    return _quick(out, explore_warm_start, EXPLORE_METHODS, TASK="explore", BATCH=str(EXPLORE_PROMPTS),
+                  LAMBDA_DECAY=str(RLSD_DECAY_STEPS),
+                  ARGS_rlsd=f"trainer.total_training_steps={RLSD_STEPS} trainer.test_freq={RLSD_STEPS}",
                   ARGS_rlrt=" ".join([*RLRT_INSTRUCT, f"trainer.rollout_data_dir={out / 'rlrt_rollouts'}"]))
 
 
@@ -128,12 +132,10 @@ def _row_names(table: str) -> list[str]:
 
 
 def _correct_per_group(dump) -> Counter:
-    """{group: correct samples} of a verl dump (the last step's file of a directory, or one file); a validation
-    dump's group is the prompt text, a rollout dump's the uid's prompt part."""
+    """{prompt text: correct samples} of verl's validation dump (the last step's file of the directory)."""
     counts: Counter = Counter()
     for sample in read_dump(dump):
-        group = split_uid(sample["uid"])[0] if "uid" in sample else sample["input"]
-        counts[group] += float(sample["score"]) >= 1.0
+        counts[sample["input"]] += float(sample["score"]) >= 1.0
     return counts
 
 
@@ -187,11 +189,11 @@ def test_rlsd_runs_no_teacher_pass_once_lambda_is_zero(explore):
 
 
 def _stored_topk_bytes(data: dict) -> float:
-    """What the step's top-K fields occupy for its 8 real rows (topk.stored_topk_bytes, from the logged lengths)."""
-    response_tokens = data["response_length/mean"] * 8
+    """What the step's top-K fields occupy for its real rows (topk.stored_topk_bytes, from the logged lengths)."""
+    response_tokens = data["response_length/mean"] * TOY_ROWS
     return stored_topk_bytes(TOPK_K, response_tokens=response_tokens,
                              routed_tokens=data["rlrt/routed_token_frac"] * response_tokens,
-                             placeholder_rows=8 - data["rlrt/context/sibling"])
+                             placeholder_rows=TOY_ROWS - data["rlrt/context/sibling"])
 
 
 def test_sdpo_with_the_student_as_teacher_has_zero_divergence_and_gradient(toy):
@@ -219,7 +221,7 @@ def test_srpo_routes_wrong_rollouts_to_the_frozen_teacher_and_the_rest_to_grpo(t
     assert sorted(srpo) == STEPS["srpo"]
     assert any(data["rlrt/context/sibling"] > 0 for data in srpo.values())
     for step, data in srpo.items():
-        wrong_rows = round(8 * (1.0 - data["critic/score/mean"]))
+        wrong_rows = round(TOY_ROWS * (1.0 - data["critic/score/mean"]))
         assert data["rlrt/context/sibling"] <= wrong_rows, step
         assert data["rlrt/teacher_age_steps"] == step - 1  # frozen: θ₀
         assert math.isfinite(data["actor/pg_loss"]) and data["actor/topk_loss"] >= 0.0
@@ -232,21 +234,37 @@ def test_srpo_routes_wrong_rollouts_to_the_frozen_teacher_and_the_rest_to_grpo(t
             assert data["rlrt/routed_token_frac"] == 0.0 and data["actor/topk_loss"] == 0.0
 
 
-def test_rlrt_teacher_reads_only_correct_rollouts_with_a_correct_sibling(explore):
-    """RLRT's gate and sibling rule against verl's own rollout dump (groups by uid, verl's scores): the gate passes
-    exactly the correct rollouts; each of them gets a sibling context or none; a sibling needs another correct
-    rollout in its group (and a complete one: exact equality when no response reached the length limit)."""
+def _rows_with_a_complete_correct_sibling(groups: dict[str, list[tuple[bool, bool]]]) -> int:
+    """RLRT's sibling rule, counted: the correct rows with another correct, complete row in their group, from
+    ``{group: [(correct, complete), ...]}``."""
+    return sum(ok and sum(o and c for o, c in rows) - (ok and complete) > 0
+               for rows in groups.values() for ok, complete in rows)
+
+
+def test_rlrt_teacher_reads_only_correct_rollouts_with_a_complete_correct_sibling(explore, explore_warm_start):
+    """RLRT's gate and sibling rule, group by group, against verl's own rollout dump (uid groups, verl's scores):
+    the gate passes exactly the correct rollouts, and a correct rollout gets a sibling context iff another
+    correct rollout of its group ended with EOS, else no teacher. The dump has text, not tokens: a response
+    re-tokenized (the tokenizer verl loads) to ≤ 21 tokens surely ended before the 24-token limit and one of
+    ≥ 26 surely did not; between, a sampled non-canonical token split could tip it, so the count is bounded by
+    both readings — equal whenever no correct response is that long."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(explore_warm_start["model_dir"])
     out, runs, _ = explore
     for step, data in runs["rlrt"].items():
-        correct = _correct_per_group(out / "rlrt_rollouts" / f"{step}.jsonl")
-        assert sum(correct.values()) == pytest.approx(data["critic/score/mean"] * ROWS["rlrt"])
-        assert data["rlrt/gate_pass_frac"] == pytest.approx(data["critic/score/mean"])
-        assert data["rlrt/context/sibling"] + data["rlrt/context/none"] == sum(correct.values()), step
-        with_a_correct_sibling = sum(c for c in correct.values() if c >= 2)
-        if data["response_length/max"] < 24:  # data.max_response_length: no rollout was cut
-            assert data["rlrt/context/sibling"] == with_a_correct_sibling, step
-        else:
-            assert data["rlrt/context/sibling"] <= with_a_correct_sibling, step
+        groups: dict[str, list[tuple[bool, int]]] = {}  # uid group → (correct, re-tokenized length) per rollout
+        for sample in read_dump(out / "rlrt_rollouts" / f"{step}.jsonl"):
+            length = len(tokenizer.encode(sample["output"], add_special_tokens=False))
+            groups.setdefault(split_uid(sample["uid"])[0], []).append((float(sample["score"]) >= 1.0, length))
+        correct = sum(ok for rows in groups.values() for ok, _ in rows)
+        surely, maybe = (_rows_with_a_complete_correct_sibling(
+            {group: [(ok, n <= longest) for ok, n in rows] for group, rows in groups.items()}) for longest in (21, 25))
+        assert sum(len(rows) for rows in groups.values()) == ROWS["rlrt"]
+        assert data["rlrt/gate_pass_frac"] == pytest.approx(correct / ROWS["rlrt"]) == \
+            pytest.approx(data["critic/score/mean"])
+        assert surely <= data["rlrt/context/sibling"] <= maybe, (step, surely, maybe)
+        assert data["rlrt/context/sibling"] + data["rlrt/context/none"] == correct, step
         assert data["rlrt/scored_rows"] == data["rlrt/context/sibling"]
 
 
