@@ -32,24 +32,24 @@ quick_or() { [[ ${QUICK} == 1 ]] && echo "$1" || echo "$2"; }  # quick_or QUICK_
 # The venv scripts/install.sh makes, if present; any python with rlrt-recipe installed otherwise.
 if [[ -x "${ROOT}/.venv/bin/python" ]]; then PYTHON=${PYTHON:-${ROOT}/.venv/bin/python}; else PYTHON=${PYTHON:-python3}; fi
 TASK=${TASK:-toy}
-STEPS=${STEPS:-$(quick_or 2 "$([[ ${TASK} == explore ]] && echo 50 || echo 12)")}
+STEPS=${STEPS:-$(quick_or 2 "$([[ ${TASK} == explore ]] && echo 50 || echo 12)")}  # training steps (ours)
 BATCH=${BATCH:-$(quick_or 2 4)}  # prompts per step (ours)
 LAST=${LAST:-3}  # toy: final value = mean over the last LAST steps
 case ${TASK} in
     toy)
         OUT=${OUT:-${ROOT}/artifacts/toy_comparison$(quick_or _quick "")}
-        METHODS=${METHODS:-"grpo rlsd rlrt opsd"}
-        SEEDS=${SEEDS:-1}
+        METHODS=${METHODS:-"grpo rlsd rlrt opsd"}  # ours: three of RLSD's Table 2 methods (GRPO, OPSD, RLSD) and RLRT
+        SEEDS=${SEEDS:-1}  # ours
         N=${N:-$(quick_or 4 8)}  # rollouts per prompt (ours; the papers' 8)
         LR=${LR:-1e-3}  # one lr for every method (ours: a tiny model moves nowhere at the recipes' 1e-6)
-        WARM_STEPS=${WARM_STEPS:-$(quick_or 150 400)}
+        WARM_STEPS=${WARM_STEPS:-$(quick_or 150 400)}  # ours
         task_args=(reward.custom_reward_function.path=pkg://rlrt_recipe.reward)
         rlsd_args=()  # the recipe's λ decay
         ;;
     explore)
         OUT=${OUT:-${ROOT}/artifacts/explore$(quick_or _quick "")}
-        METHODS=${METHODS:-"grpo rlsd rlrt"}
-        SEEDS=${SEEDS:-$(quick_or 1 "1 2 3 4 5")}
+        METHODS=${METHODS:-"grpo rlsd rlrt"}  # the two claims' methods and their baseline (RLRT Fig. 8, RLSD Fig. 1)
+        SEEDS=${SEEDS:-$(quick_or 1 "1 2 3 4 5")}  # ours (the issue: ≥ 5)
         N=${N:-8}  # rollouts per prompt (the papers' 8; quick too: groups of 4 at a 15 % pass rate seldom have 2 correct)
         LR=${LR:-1e-4}  # one lr for every method (ours: at 1e-3 GRPO lost the answer format within 5 steps)
         N_EVAL=${N_EVAL:-$(quick_or 8 64)}  # samples per held-out problem: pass@k up to k = N_EVAL (ours)
