@@ -23,7 +23,6 @@ distinct correct paths are measured by sampling with transformers at temperature
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import random
 import statistics
@@ -39,9 +38,9 @@ from rlrt_explore import analysis, task
 from rlrt_explore.reward import Path, compute_score
 from rlrt_recipe import privileged
 from rlrt_recipe.integration.teacher import PromptRenderer
-from rlrt_recipe.testing import build_tiny_model
 from rlrt_recipe.testing.forward import response_log_probs
-from rlrt_toy.warm_start import TOY_SPEC, _batch, fit, load, response_ids, sample_responses
+from rlrt_toy.warm_start import (TOY_SPEC, _batch, build_and_train, fit, response_ids, sample_responses,
+                                 torch_threads)
 
 
 @dataclass(frozen=True)
@@ -183,27 +182,16 @@ def warm_start(out_dir: str | os.PathLike, cfg: ExploreWarmStartConfig = Explore
                log_every: int = 0) -> dict[str, Any]:
     """Build ``TOY_SPEC`` in ``out_dir``, warm-start it on the warm problems, save it there; return a summary
     (parameters, first/last loss, ``measure``'s figures, seconds of training and of measuring)."""
-    out_dir = os.fspath(out_dir)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
+    splits = task.split_problems()
+    with torch_threads(cfg.threads):
         start = time.perf_counter()
-        build_tiny_model(out_dir, dataclasses.replace(TOY_SPEC, seed=cfg.seed))
-        model, tokenizer, render = load(out_dir)
-        splits = task.split_problems()
-        losses = train(model, tokenizer, render, cfg, splits["warm"], log_every)
-        model.save_pretrained(out_dir)
-        with open(os.path.join(out_dir, "warm_start.txt"), "w", encoding="utf-8") as fh:
-            fh.write(repr(dataclasses.asdict(cfg)) + "\n")
+        model, tokenizer, render, summary = build_and_train(
+            out_dir, TOY_SPEC, cfg, lambda m, t, r: train(m, t, r, cfg, splits["warm"], log_every))
         trained = time.perf_counter()
-        summary = {"parameters": sum(p.numel() for p in model.parameters()), "loss_first": losses[0],
-                   "loss_last": sum(losses[-10:]) / len(losses[-10:]),
-                   **measure(model, tokenizer, render, splits, cfg)}
+        summary.update(measure(model, tokenizer, render, splits, cfg))
         summary["train_s"] = round(trained - start, 1)
         summary["measure_s"] = round(time.perf_counter() - trained, 1)
         return summary
-    finally:
-        torch.set_num_threads(threads)
 
 
 #: The band the default warm start is meant to leave the student's pass rate in (train and held-out, T = 1).

@@ -16,10 +16,11 @@ RL needs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,27 +212,46 @@ def load(model_dir: str | os.PathLike) -> tuple[Qwen2ForCausalLM, Any, PromptRen
     return model, tokenizer, PromptRenderer(tokenizer, hf_model_type=model_type, chat_template_kwargs={})
 
 
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch's CPU thread count set to ``threads`` inside the block, restored after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def build_and_train(out_dir: str | os.PathLike, spec: TinyModelSpec, cfg: Any,
+                    train_on: Callable[[Qwen2ForCausalLM, Any, PromptRenderer], list[float]]
+                    ) -> tuple[Qwen2ForCausalLM, Any, PromptRenderer, dict[str, Any]]:
+    """Build ``spec`` (seeded with ``cfg.seed``) in ``out_dir``, train it with ``train_on(model, tokenizer, render)``
+    (the loss of every step), save it and ``cfg`` (``warm_start.txt``, what the scripts test for) there; return the
+    trained model, its tokenizer and renderer, and the summary's training figures: parameters, the first loss and
+    the mean of the last 10."""
+    out_dir = os.fspath(out_dir)
+    build_tiny_model(out_dir, dataclasses.replace(spec, seed=cfg.seed))
+    model, tokenizer, render = load(out_dir)
+    losses = train_on(model, tokenizer, render)
+    model.save_pretrained(out_dir)
+    with open(os.path.join(out_dir, "warm_start.txt"), "w", encoding="utf-8") as fh:
+        fh.write(repr(dataclasses.asdict(cfg)) + "\n")
+    summary = {"parameters": sum(p.numel() for p in model.parameters()), "loss_first": losses[0],
+               "loss_last": sum(losses[-10:]) / len(losses[-10:])}
+    return model, tokenizer, render, summary
+
+
 def warm_start(out_dir: str | os.PathLike, cfg: WarmStartConfig = WarmStartConfig(),
                spec: TinyModelSpec = TOY_SPEC, log_every: int = 0) -> dict[str, Any]:
     """Build ``spec`` in ``out_dir``, warm-start it on the train problems, save it there; return a summary
     (parameters, first/last loss, pass rate on train and held-out problems at temperature 1)."""
-    out_dir = os.fspath(out_dir)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
-        build_tiny_model(out_dir, dataclasses.replace(spec, seed=cfg.seed))
-        model, tokenizer, render = load(out_dir)
-        splits = task.split_problems()
-        losses = train(model, tokenizer, render, cfg, splits["train"], log_every)
-        model.save_pretrained(out_dir)
-        with open(os.path.join(out_dir, "warm_start.txt"), "w", encoding="utf-8") as fh:
-            fh.write(repr(dataclasses.asdict(cfg)) + "\n")
+    splits = task.split_problems()
+    with torch_threads(cfg.threads):
+        model, tokenizer, render, summary = build_and_train(
+            out_dir, spec, cfg, lambda m, t, r: train(m, t, r, cfg, splits["train"], log_every))
         return {
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "loss_first": losses[0],
-            "loss_last": sum(losses[-10:]) / len(losses[-10:]),
+            **summary,
             "pass_rate_train": sample_accuracy(model, tokenizer, render, splits["train"], seed=cfg.seed),
             "pass_rate_heldout": sample_accuracy(model, tokenizer, render, splits["heldout"], seed=cfg.seed),
         }
-    finally:
-        torch.set_num_threads(threads)
